@@ -1,0 +1,72 @@
+/* device.h - the provider interface: what an offload device implements.
+ * (Consumers use ulpo.h; this header is for code that adds a device.)
+ * A device declares capabilities and accepts or refuses each connection; work is handed
+ * to it as jobs that complete through a callback, submit/complete like a crypto
+ * accelerator's queue. A device that refuses leaves the connection to the software path. */
+#ifndef ULPO_DEVICE_H
+#define ULPO_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct ulpo_aead;
+struct ulpo_sock;
+
+enum ulpo_device_cap {
+	ULPO_DEV_CAP_TLS_TX = 1u << 0,
+	ULPO_DEV_CAP_TLS_RX = 1u << 1,
+};
+
+enum ulpo_job_op {
+	ULPO_JOB_SEAL,	/* AEAD encrypt src -> dst, write tag */
+	ULPO_JOB_OPEN,	/* AEAD decrypt src -> dst, check tag (-EBADMSG) */
+};
+
+struct ulpo_job {
+	enum ulpo_job_op op;
+	struct ulpo_aead *aead;
+	uint8_t nonce[12];
+	uint8_t aad[13];
+	uint8_t aadlen;
+	const struct iovec *src;
+	int srccnt;
+	const struct iovec *dst;
+	int dstcnt;
+	uint8_t *tag;
+	int result;			/* 0 or negative errno, valid at completion */
+	/* Runs once the job is done. Owner of the buffers until then: the device. */
+	void (*complete)(struct ulpo_job *job);
+	void *priv;
+};
+
+enum ulpo_tls_dir { ULPO_TLS_DIR_TX, ULPO_TLS_DIR_RX };
+
+struct ulpo_device;
+
+struct ulpo_device_ops {
+	/* Take a direction of a TLS connection, or refuse it (-EOPNOTSUPP, -ENOSPC):
+	 * the caller then uses the software device. */
+	int (*tls_add)(struct ulpo_device *dev, struct ulpo_sock *sk, enum ulpo_tls_dir dir);
+	void (*tls_del)(struct ulpo_device *dev, struct ulpo_sock *sk, enum ulpo_tls_dir dir);
+	/* Queue a job. 0: it will complete through job->complete (possibly before submit
+	 * returns, on an inline device); negative errno: it was not queued. */
+	int (*submit)(struct ulpo_device *dev, struct ulpo_job *job);
+};
+
+struct ulpo_device {
+	const char *name;
+	uint32_t caps;			/* enum ulpo_device_cap */
+	const struct ulpo_device_ops *ops;
+	struct ulpo_device *next;	/* registry link */
+};
+
+/* Register a device; it is preferred over those registered before it. */
+void ulpo_device_register(struct ulpo_device *dev);
+void ulpo_device_unregister(struct ulpo_device *dev);
+/* The software device: always present, takes everything. */
+struct ulpo_device *ulpo_device_sw(void);
+/* First registered device that has all caps in `caps` and accepts the connection. */
+struct ulpo_device *ulpo_device_bind_tls(struct ulpo_sock *sk, enum ulpo_tls_dir dir);
+
+#endif

@@ -1,0 +1,75 @@
+/* ulpo.h - the consumer API: the kTLS socket interface as functions.
+ * Each ulpo_<syscall>() has the signature and meaning of the syscall on a Linux socket
+ * with kernel TLS: it returns what the syscall returns and sets errno as the kernel does.
+ * A kTLS program becomes a ulpo program by prefixing these calls. */
+#ifndef ULPO_H
+#define ULPO_H
+
+#include <poll.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <ulpo/tls.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+
+ssize_t ulpo_send(int fd, const void *buf, size_t len, int flags);
+ssize_t ulpo_sendto(int fd, const void *buf, size_t len, int flags,
+		    const struct sockaddr *addr, socklen_t addrlen);
+ssize_t ulpo_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t ulpo_write(int fd, const void *buf, size_t len);
+ssize_t ulpo_writev(int fd, const struct iovec *iov, int iovcnt);
+
+ssize_t ulpo_recv(int fd, void *buf, size_t len, int flags);
+ssize_t ulpo_recvfrom(int fd, void *buf, size_t len, int flags,
+		      struct sockaddr *addr, socklen_t *addrlen);
+ssize_t ulpo_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t ulpo_read(int fd, void *buf, size_t len);
+ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt);
+
+ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int ulpo_shutdown(int fd, int how);
+int ulpo_close(int fd);
+
+const char *ulpo_version(void);
+
+/* Counters, named as the kernel's /proc/net/tls_stat. */
+enum ulpo_stat {
+	ULPO_STAT_TLS_CURR_TX_SW,
+	ULPO_STAT_TLS_CURR_RX_SW,
+	ULPO_STAT_TLS_TX_SW,
+	ULPO_STAT_TLS_RX_SW,
+	ULPO_STAT_TLS_DECRYPT_ERROR,
+	ULPO_STAT_TLS_RX_NO_PAD_VIOLATION,
+	ULPO_STAT_TLS_DECRYPT_RETRY,
+	ULPO_STAT_TLS_TX_REKEY_OK,
+	ULPO_STAT_TLS_RX_REKEY_OK,
+	ULPO_STAT_TLS_TX_REKEY_ERROR,
+	ULPO_STAT_TLS_RX_REKEY_ERROR,
+	ULPO_STAT_TLS_RX_REKEY_RECEIVED,
+	/* ulpo's own, beyond the kernel's set */
+	ULPO_STAT_TX_RECORDS,
+	ULPO_STAT_RX_RECORDS,
+	ULPO_STAT_TX_BYTES,
+	ULPO_STAT_RX_BYTES,
+	ULPO_STAT_RX_ZEROCOPY_RECORDS,
+	ULPO_STAT_MAX,
+};
+
+/* Name of a counter ("TlsTxSw", ...), NULL past the end. */
+const char *ulpo_stat_name(enum ulpo_stat stat);
+/* Snapshot of this process's counters into ret_values[ULPO_STAT_MAX]. */
+void ulpo_stats_get(uint64_t *ret_values);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

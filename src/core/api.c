@@ -1,0 +1,323 @@
+/* api.c - the syscall-shaped API: look the fd up, dispatch through the socket's
+ * protocol ops, and turn the ops' negative errno into -1/errno. An fd ulpo does not
+ * handle goes straight to the syscall. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ulpo/ulpo.h>
+
+#include "core/sock.h"
+
+#define ULPO_VERSION_STRING "0.1.0"
+
+const char *ulpo_version(void)
+{
+	return ULPO_VERSION_STRING;
+}
+
+static long ret_errno(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
+{
+	struct ulpo_sock *sk;
+	int r;
+
+	if (level == SOL_TCP && optname == TCP_ULP) {
+		int proto;
+		socklen_t pl = sizeof(proto);
+
+		/* Only TCP sockets get ulpo's ULPs; the kernel answers for the rest. */
+		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) || proto != IPPROTO_TCP)
+			return setsockopt(fd, level, optname, optval, optlen);
+		r = ulpo_sock_get_or_create(fd, &sk);
+		if (r < 0)
+			return (int)ret_errno(r);
+	} else {
+		/* Without the ULP, SOL_TLS is the kernel's to refuse (ENOPROTOOPT). */
+		sk = ulpo_sock_lookup(fd);
+		if (!sk)
+			return setsockopt(fd, level, optname, optval, optlen);
+	}
+	r = sk->proto->setsockopt(sk, level, optname, optval, optlen);
+	ulpo_sock_put(sk);
+	return (int)ret_errno(r);
+}
+
+int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	int r;
+
+	if (!sk)
+		return getsockopt(fd, level, optname, optval, optlen);
+	r = sk->proto->getsockopt(sk, level, optname, optval, optlen);
+	ulpo_sock_put(sk);
+	return (int)ret_errno(r);
+}
+
+ssize_t ulpo_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	ssize_t r;
+
+	if (!sk)
+		return sendmsg(fd, msg, flags);
+	r = sk->proto->sendmsg(sk, msg, flags);
+	ulpo_sock_put(sk);
+	return ret_errno(r);
+}
+
+ssize_t ulpo_sendto(int fd, const void *buf, size_t len, int flags,
+		    const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = {
+		.msg_name = (void *)addr, .msg_namelen = addr ? addrlen : 0,
+		.msg_iov = &iov, .msg_iovlen = 1,
+	};
+
+	return ulpo_sendmsg(fd, &msg, flags);
+}
+
+ssize_t ulpo_send(int fd, const void *buf, size_t len, int flags)
+{
+	return ulpo_sendto(fd, buf, len, flags, NULL, 0);
+}
+
+ssize_t ulpo_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	ssize_t r;
+
+	if (!sk)
+		return writev(fd, iov, iovcnt);
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		r = -EINVAL;
+	else
+		r = sk->proto->sendmsg(sk, &msg, 0);
+	ulpo_sock_put(sk);
+	return ret_errno(r);
+}
+
+ssize_t ulpo_write(int fd, const void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return ulpo_writev(fd, &iov, 1);
+}
+
+ssize_t ulpo_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	ssize_t r;
+
+	if (!sk)
+		return recvmsg(fd, msg, flags);
+	r = sk->proto->recvmsg(sk, msg, flags);
+	ulpo_sock_put(sk);
+	return ret_errno(r);
+}
+
+ssize_t ulpo_recvfrom(int fd, void *buf, size_t len, int flags,
+		      struct sockaddr *addr, socklen_t *addrlen)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr msg = {
+		.msg_name = addr, .msg_namelen = addrlen ? *addrlen : 0,
+		.msg_iov = &iov, .msg_iovlen = 1,
+	};
+	ssize_t r = ulpo_recvmsg(fd, &msg, flags);
+
+	if (r >= 0 && addrlen)
+		*addrlen = msg.msg_namelen;
+	return r;
+}
+
+ssize_t ulpo_recv(int fd, void *buf, size_t len, int flags)
+{
+	return ulpo_recvfrom(fd, buf, len, flags, NULL, NULL);
+}
+
+ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	ssize_t r;
+
+	if (!sk)
+		return readv(fd, iov, iovcnt);
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		r = -EINVAL;
+	else
+		r = sk->proto->recvmsg(sk, &msg, 0);
+	ulpo_sock_put(sk);
+	return ret_errno(r);
+}
+
+ssize_t ulpo_read(int fd, void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return ulpo_readv(fd, &iov, 1);
+}
+
+ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(out_fd);
+	ssize_t r;
+
+	if (!sk)
+		return sendfile(out_fd, in_fd, offset, count);
+	r = sk->proto->sendfile(sk, in_fd, offset, count);
+	ulpo_sock_put(sk);
+	return ret_errno(r);
+}
+
+int ulpo_shutdown(int fd, int how)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	int r;
+
+	if (!sk)
+		return shutdown(fd, how);
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		r = -EINVAL;
+	else
+		r = sk->proto->shutdown(sk, how);
+	ulpo_sock_put(sk);
+	return (int)ret_errno(r);
+}
+
+int ulpo_close(int fd)
+{
+	struct ulpo_sock *sk = ulpo_sock_unhash(fd);
+
+	if (sk) {
+		/* Closed records reach the wire and keys are wiped before the fd goes. */
+		if (sk->proto->release)
+			sk->proto->release(sk);
+		ulpo_sock_put(sk);
+	}
+	return close(fd);
+}
+
+static int remaining_ms(const struct timespec *deadline)
+{
+	struct timespec now;
+	long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms < 0 ? 0 : (int)ms;
+}
+
+/* poll: ask each ULP socket what it can report by itself (a held record) and what it
+ * needs from the kernel, poll the kernel, then let the ULP turn kernel readiness into
+ * its own (bytes of a partial record are not POLLIN). Repeat while the kernel woke us
+ * for nothing the caller can see, until the timeout. */
+int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	struct ulpo_sock *stack_sks[64], **sks = stack_sks;
+	short stack_ev[64], *user_ev = stack_ev;
+	struct timespec deadline;
+	int r = 0, ready;
+	nfds_t i;
+	bool any = false;
+
+	if (nfds > 64) {
+		sks = calloc(nfds, sizeof(*sks));
+		user_ev = calloc(nfds, sizeof(*user_ev));
+		if (!sks || !user_ev) {
+			free(sks == stack_sks ? NULL : sks);
+			free(user_ev == stack_ev ? NULL : user_ev);
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	for (i = 0; i < nfds; i++) {
+		sks[i] = fds[i].fd >= 0 ? ulpo_sock_lookup(fds[i].fd) : NULL;
+		if (sks[i] && !sks[i]->proto->poll) {
+			ulpo_sock_put(sks[i]);
+			sks[i] = NULL;
+		}
+		user_ev[i] = fds[i].events;
+		any |= sks[i] != NULL;
+	}
+	if (!any) {
+		r = poll(fds, nfds, timeout);
+		goto out;
+	}
+	if (timeout > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += timeout / 1000;
+		deadline.tv_nsec += (long)(timeout % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+	}
+	for (;;) {
+		int t = timeout;
+		short own[nfds ? nfds : 1];
+
+		ready = 0;
+		for (i = 0; i < nfds; i++) {
+			own[i] = 0;
+			if (sks[i]) {
+				short kev = user_ev[i];
+
+				own[i] = sks[i]->proto->poll(sks[i], user_ev[i], &kev);
+				fds[i].events = kev;
+				ready += own[i] != 0;
+			}
+		}
+		if (ready)
+			t = 0;
+		else if (timeout > 0)
+			t = remaining_ms(&deadline);
+		r = poll(fds, nfds, t);
+		if (r < 0)
+			break;
+		r = 0;
+		for (i = 0; i < nfds; i++) {
+			if (sks[i]) {
+				short rev = fds[i].revents;
+
+				if (rev)
+					rev = sks[i]->proto->poll_finish(sks[i], user_ev[i], rev);
+				fds[i].revents = (rev | own[i]) &
+						 (user_ev[i] | POLLERR | POLLHUP | POLLNVAL);
+				fds[i].events = user_ev[i];
+			}
+			r += fds[i].revents != 0;
+		}
+		if (r || t == 0 || (timeout > 0 && remaining_ms(&deadline) == 0))
+			break;
+	}
+out:
+	for (i = 0; i < nfds; i++) {
+		if (sks[i]) {
+			fds[i].events = user_ev[i];
+			ulpo_sock_put(sks[i]);
+		}
+	}
+	if (sks != stack_sks) {
+		free(sks);
+		free(user_ev);
+	}
+	return r;
+}

@@ -1,0 +1,90 @@
+/* sock.h - the ulpo socket: per-fd state, its protocol ops and the fd table.
+ * Like the kernel's struct sock with sk_prot: a socket starts on the plain TCP ops and a
+ * ULP install swaps in its own ops; every API call dispatches through sk->proto. */
+#ifndef ULPO_CORE_SOCK_H
+#define ULPO_CORE_SOCK_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <ulpo/tls.h>
+
+struct ulpo_sock;
+
+/* Protocol ops. Negative errno on failure, as inside the kernel. */
+struct ulpo_proto {
+	const char *name;
+	ssize_t (*sendmsg)(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
+	ssize_t (*recvmsg)(struct ulpo_sock *sk, struct msghdr *msg, int flags);
+	ssize_t (*sendfile)(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
+	/* Readiness the protocol adds on top of the TCP socket's: returns the events ulpo
+	 * can report without asking the kernel, and sets *ret_kernel_events to what must
+	 * still be asked of the kernel's poll. */
+	short (*poll)(struct ulpo_sock *sk, short events, short *ret_kernel_events);
+	/* Called once the kernel reported kernel_revents for the events poll asked. */
+	short (*poll_finish)(struct ulpo_sock *sk, short events, short kernel_revents);
+	int (*shutdown)(struct ulpo_sock *sk, int how);
+	void (*release)(struct ulpo_sock *sk);	/* before close(fd): flush, wipe keys */
+	int (*setsockopt)(struct ulpo_sock *sk, int level, int optname,
+			  const void *optval, socklen_t optlen);
+	int (*getsockopt)(struct ulpo_sock *sk, int level, int optname,
+			  void *optval, socklen_t *optlen);
+};
+
+struct ulpo_sock {
+	int fd;
+	uint64_t ino;			/* the socket's inode: tells a reused fd number */
+	atomic_int refs;
+	const struct ulpo_proto *proto;	/* swapped under both locks */
+	/* TX and RX are serialized separately, as the kernel lets a reader and a writer
+	 * run at once; configuration changes take both (tx_lock first). */
+	pthread_mutex_t tx_lock;
+	pthread_mutex_t rx_lock;
+	atomic_int err;			/* sk_err: set by an abort, reported by the next call */
+	void *ulp;			/* the ULP's context (struct tls_context) */
+	struct ulpo_device *dev;
+};
+
+extern const struct ulpo_proto ulpo_tcp_proto;
+
+/* Table: fd -> socket. Lookups take a reference. */
+struct ulpo_sock *ulpo_sock_lookup(int fd);
+/* Lookup, creating the socket on the TCP ops if absent (or stale). */
+int ulpo_sock_get_or_create(int fd, struct ulpo_sock **ret_sk);
+void ulpo_sock_put(struct ulpo_sock *sk);
+/* Remove fd's socket from the table; returns the table's reference or NULL. */
+struct ulpo_sock *ulpo_sock_unhash(int fd);
+
+/* sk_err handling as the kernel's sock_error(): read-and-clear. */
+static inline int ulpo_sock_error(struct ulpo_sock *sk)
+{
+	int e = atomic_load_explicit(&sk->err, memory_order_relaxed);
+
+	if (!e)
+		return 0;
+	return -atomic_exchange(&sk->err, 0);
+}
+
+static inline void ulpo_sock_set_error(struct ulpo_sock *sk, int neg_errno)
+{
+	atomic_store(&sk->err, -neg_errno);
+}
+
+/* Plain TCP ops, usable by ULPs for a direction they do not handle. */
+ssize_t ulpo_tcp_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
+ssize_t ulpo_tcp_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);
+ssize_t ulpo_tcp_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
+int ulpo_tcp_setsockopt(struct ulpo_sock *sk, int level, int optname,
+			const void *optval, socklen_t optlen);
+int ulpo_tcp_getsockopt(struct ulpo_sock *sk, int level, int optname,
+			void *optval, socklen_t *optlen);
+
+/* ULP registry: "tls" is built in; install swaps sk->proto. */
+int ulpo_ulp_install(struct ulpo_sock *sk, const char *name, size_t len);
+
+#endif

@@ -1,0 +1,155 @@
+/* socktab.c - the fd -> ulpo socket table.
+ * Two levels of atomic pointers indexed by fd, so a lookup for an fd ulpo never saw is
+ * two loads and no lock. Entries are published and unpublished under a striped mutex,
+ * and a lookup takes its reference under the same stripe, so a socket cannot be freed
+ * between the load and the reference count increment. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/sock.h"
+
+#define CHUNK_BITS 10
+#define CHUNK_SIZE (1u << CHUNK_BITS)
+#define NCHUNKS 1024u			/* fds up to 2^20 */
+#define NSTRIPES 64u
+
+static _Atomic(struct ulpo_sock *) *_Atomic chunks[NCHUNKS];
+static pthread_mutex_t stripes[NSTRIPES] = {
+	[0 ... NSTRIPES - 1] = PTHREAD_MUTEX_INITIALIZER
+};
+
+static _Atomic(struct ulpo_sock *) *slot(int fd, bool create)
+{
+	unsigned int c = (unsigned int)fd >> CHUNK_BITS;
+	_Atomic(struct ulpo_sock *) *chunk;
+
+	if (fd < 0 || c >= NCHUNKS)
+		return NULL;
+	chunk = atomic_load_explicit(&chunks[c], memory_order_acquire);
+	if (!chunk && create) {
+		_Atomic(struct ulpo_sock *) *fresh = calloc(CHUNK_SIZE, sizeof(*fresh));
+		_Atomic(struct ulpo_sock *) *expected = NULL;
+
+		if (!fresh)
+			return NULL;
+		/* Release pairs with the acquire above: a reader sees a zeroed chunk. */
+		if (atomic_compare_exchange_strong_explicit(&chunks[c], &expected, fresh,
+							    memory_order_acq_rel,
+							    memory_order_acquire))
+			chunk = fresh;
+		else {
+			free(fresh);
+			chunk = expected;
+		}
+	}
+	return chunk ? &chunk[(unsigned int)fd & (CHUNK_SIZE - 1)] : NULL;
+}
+
+static uint64_t fd_ino(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) ? 0 : (uint64_t)st.st_ino;
+}
+
+static void sock_free(struct ulpo_sock *sk)
+{
+	pthread_mutex_destroy(&sk->tx_lock);
+	pthread_mutex_destroy(&sk->rx_lock);
+	free(sk);
+}
+
+void ulpo_sock_put(struct ulpo_sock *sk)
+{
+	if (sk && atomic_fetch_sub_explicit(&sk->refs, 1, memory_order_acq_rel) == 1)
+		sock_free(sk);
+}
+
+struct ulpo_sock *ulpo_sock_lookup(int fd)
+{
+	_Atomic(struct ulpo_sock *) *s = slot(fd, false);
+	pthread_mutex_t *m;
+	struct ulpo_sock *sk;
+
+	/* Fast path for sockets ulpo does not handle: no lock. */
+	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
+		return NULL;
+	m = &stripes[(unsigned int)fd % NSTRIPES];
+	pthread_mutex_lock(m);
+	sk = atomic_load_explicit(s, memory_order_relaxed);
+	if (sk)
+		atomic_fetch_add_explicit(&sk->refs, 1, memory_order_relaxed);
+	pthread_mutex_unlock(m);
+	return sk;
+}
+
+static struct ulpo_sock *sock_new(int fd, uint64_t ino)
+{
+	struct ulpo_sock *sk = calloc(1, sizeof(*sk));
+
+	if (!sk)
+		return NULL;
+	sk->fd = fd;
+	sk->ino = ino;
+	atomic_init(&sk->refs, 1);
+	sk->proto = &ulpo_tcp_proto;
+	pthread_mutex_init(&sk->tx_lock, NULL);
+	pthread_mutex_init(&sk->rx_lock, NULL);
+	return sk;
+}
+
+int ulpo_sock_get_or_create(int fd, struct ulpo_sock **ret_sk)
+{
+	_Atomic(struct ulpo_sock *) *s;
+	struct ulpo_sock *sk, *stale = NULL;
+	pthread_mutex_t *m;
+	uint64_t ino = fd_ino(fd);
+
+	if (!ino)
+		return -EBADF;
+	s = slot(fd, true);
+	if (!s)
+		return fd < 0 ? -EBADF : -ENOMEM;
+	m = &stripes[(unsigned int)fd % NSTRIPES];
+	pthread_mutex_lock(m);
+	sk = atomic_load_explicit(s, memory_order_relaxed);
+	if (sk && sk->ino != ino) {
+		/* The fd number was closed behind ulpo's back and reused. */
+		stale = sk;
+		sk = NULL;
+	}
+	if (!sk) {
+		sk = sock_new(fd, ino);
+		if (!sk) {
+			pthread_mutex_unlock(m);
+			return -ENOMEM;
+		}
+		atomic_store_explicit(s, sk, memory_order_release);
+	}
+	atomic_fetch_add_explicit(&sk->refs, 1, memory_order_relaxed);
+	pthread_mutex_unlock(m);
+	if (stale) {
+		if (stale->proto->release)
+			stale->proto->release(stale);
+		ulpo_sock_put(stale);
+	}
+	*ret_sk = sk;
+	return 0;
+}
+
+struct ulpo_sock *ulpo_sock_unhash(int fd)
+{
+	_Atomic(struct ulpo_sock *) *s = slot(fd, false);
+	pthread_mutex_t *m;
+	struct ulpo_sock *sk;
+
+	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
+		return NULL;
+	m = &stripes[(unsigned int)fd % NSTRIPES];
+	pthread_mutex_lock(m);
+	sk = atomic_exchange_explicit(s, NULL, memory_order_relaxed);
+	pthread_mutex_unlock(m);
+	return sk;
+}

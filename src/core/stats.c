@@ -1,0 +1,106 @@
+/* stats.c - counters. They start in process memory; the first TLS socket moves them to
+ * /dev/shm/ulpo-stats.<pid> (mmap'd, so an increment costs the same) where `ulpo stats`
+ * reads them; the file goes away at exit, and a reader ignores files of dead pids. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/stats.h"
+
+static struct ulpo_stats_page local_page = {
+	.magic = ULPO_STATS_MAGIC, .version = ULPO_STATS_VERSION, .nstats = ULPO_STAT_MAX,
+};
+struct ulpo_stats_page *ulpo_stats = &local_page;
+
+static const char *const stat_names[ULPO_STAT_MAX] = {
+	[ULPO_STAT_TLS_CURR_TX_SW] = "TlsCurrTxSw",
+	[ULPO_STAT_TLS_CURR_RX_SW] = "TlsCurrRxSw",
+	[ULPO_STAT_TLS_TX_SW] = "TlsTxSw",
+	[ULPO_STAT_TLS_RX_SW] = "TlsRxSw",
+	[ULPO_STAT_TLS_DECRYPT_ERROR] = "TlsDecryptError",
+	[ULPO_STAT_TLS_RX_NO_PAD_VIOLATION] = "TlsRxNoPadViolation",
+	[ULPO_STAT_TLS_DECRYPT_RETRY] = "TlsDecryptRetry",
+	[ULPO_STAT_TLS_TX_REKEY_OK] = "TlsTxRekeyOk",
+	[ULPO_STAT_TLS_RX_REKEY_OK] = "TlsRxRekeyOk",
+	[ULPO_STAT_TLS_TX_REKEY_ERROR] = "TlsTxRekeyError",
+	[ULPO_STAT_TLS_RX_REKEY_ERROR] = "TlsRxRekeyError",
+	[ULPO_STAT_TLS_RX_REKEY_RECEIVED] = "TlsRxRekeyReceived",
+	[ULPO_STAT_TX_RECORDS] = "UlpoTxRecords",
+	[ULPO_STAT_RX_RECORDS] = "UlpoRxRecords",
+	[ULPO_STAT_TX_BYTES] = "UlpoTxBytes",
+	[ULPO_STAT_RX_BYTES] = "UlpoRxBytes",
+	[ULPO_STAT_RX_ZEROCOPY_RECORDS] = "UlpoRxZeroCopyRecords",
+};
+
+const char *ulpo_stat_name(enum ulpo_stat stat)
+{
+	return (unsigned int)stat < ULPO_STAT_MAX ? stat_names[stat] : NULL;
+}
+
+void ulpo_stats_get(uint64_t *ret_values)
+{
+	for (int i = 0; i < ULPO_STAT_MAX; i++)
+		ret_values[i] = atomic_load_explicit(&ulpo_stats->values[i], memory_order_relaxed);
+}
+
+static char page_path[64];
+
+static void unpublish(void)
+{
+	if (page_path[0] && ulpo_stats->pid == getpid())
+		unlink(page_path);
+}
+
+static void publish_once(void)
+{
+	struct ulpo_stats_page *p;
+	int fd;
+
+	if (getenv("ULPO_NO_STATS_SHM"))
+		return;
+	snprintf(page_path, sizeof(page_path), "%s/%s%d", ULPO_STATS_DIR, ULPO_STATS_PREFIX,
+		 (int)getpid());
+	fd = open(page_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, sizeof(*p))) {
+		close(fd);
+		unlink(page_path);
+		return;
+	}
+	p = mmap(NULL, sizeof(*p), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		unlink(page_path);
+		return;
+	}
+	p->magic = ULPO_STATS_MAGIC;
+	p->version = ULPO_STATS_VERSION;
+	p->nstats = ULPO_STAT_MAX;
+	p->pid = (int32_t)getpid();
+	{
+		FILE *f = fopen("/proc/self/comm", "re");
+
+		if (f) {
+			if (fgets(p->comm, sizeof(p->comm), f))
+				p->comm[strcspn(p->comm, "\n")] = 0;
+			fclose(f);
+		}
+	}
+	/* Counts taken before publication move with the page. */
+	for (int i = 0; i < ULPO_STAT_MAX; i++)
+		atomic_store(&p->values[i], atomic_load(&local_page.values[i]));
+	ulpo_stats = p;
+	atexit(unpublish);
+}
+
+void ulpo_stats_publish(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, publish_once);
+}

@@ -1,0 +1,119 @@
+/* tls.h - the TLS ULP: per-socket context, cipher table, TX and RX record layers.
+ * Mirrors the kernel's split: tls_main.c (ULP install, setsockopt/getsockopt, proto
+ * ops), tls_tx.c (record building and transmit), tls_rx.c (record parser, decrypt). */
+#ifndef ULPO_TLS_TLS_H
+#define ULPO_TLS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <ulpo/device.h>
+#include <ulpo/tls.h>
+
+#include "core/sock.h"
+#include "engine/aead.h"
+
+#define TLS_HEADER_SIZE 5
+#define TLS_NONCE_SIZE 12
+#define TLS_TAG_SIZE 16
+#define TLS_EXPLICIT_IV_MAX 8
+#define TLS_MIN_RECORD_SIZE_LIM 64	/* smallest TLS_TX_MAX_PAYLOAD_LEN */
+/* Largest record on the wire: header, explicit IV, payload, 1.3 type byte, tag. */
+#define TLS_MAX_WIRE (TLS_HEADER_SIZE + TLS_EXPLICIT_IV_MAX + ULPO_TLS_MAX_PAYLOAD + 1 + TLS_TAG_SIZE)
+#define TLS_CRYPTO_INFO_MAX 64
+
+struct tls_cipher_desc {
+	uint16_t type;
+	const char *name;
+	enum ulpo_aead_alg alg;
+	uint8_t key_len, iv_len, salt_len, tag_len, rec_seq_len;
+	uint16_t info_len;		/* exact optlen of TLS_TX / TLS_RX */
+	uint16_t off_iv, off_key, off_salt, off_rec_seq;
+	bool tls12_only;
+};
+
+const struct tls_cipher_desc *tls_cipher_get(uint16_t type);
+const struct tls_cipher_desc *tls_cipher_at(size_t i);
+
+/* One direction's keys and sequence, as the kernel's cipher_context. */
+struct tls_crypto {
+	const struct tls_cipher_desc *cd;
+	uint16_t version;
+	struct ulpo_aead *aead;
+	struct ulpo_device *dev;
+	uint8_t iv[TLS_NONCE_SIZE];	/* salt || iv; for 1.2 GCM/CCM the iv part is the
+					 * explicit nonce, advanced per record */
+	uint8_t rec_seq[8];
+	uint8_t info[TLS_CRYPTO_INFO_MAX];	/* crypto_info as installed (key for getsockopt) */
+	/* Per-record layout derived from version and cipher. */
+	uint8_t explicit_iv;		/* bytes of explicit nonce after the header */
+	uint8_t tail;			/* 1 for the TLS 1.3 inner content type */
+	bool xor_seq;			/* nonce = iv ^ seq (1.3, ChaCha) */
+};
+
+struct tls_context {
+	struct ulpo_sock *sk;
+	bool tx_ready, rx_ready;
+	struct tls_crypto tx, rx;
+
+	/* TX (under sk->tx_lock) */
+	uint16_t tx_max_payload;	/* TLS_TX_MAX_PAYLOAD_LEN, default 2^14 */
+	bool zerocopy_ro;
+	uint8_t *open_buf;		/* plaintext of the open record (MSG_MORE) */
+	size_t open_len;
+	uint8_t open_type;
+	uint8_t *wire;			/* the closed record being transmitted */
+	size_t wire_len, wire_sent;
+
+	/* RX (under sk->rx_lock) */
+	uint8_t *rxbuf;			/* ciphertext from TCP; records decrypted in place */
+	size_t rx_cap, rx_head, rx_tail;
+	size_t rx_ndec;			/* records at the head already decrypted (held) */
+	size_t rx_consumed;		/* plaintext bytes of the head record already read */
+	bool rx_no_pad;
+	bool rx_eof;
+	bool key_update_pending;	/* KeyUpdate read: EKEYEXPIRED until new TLS_RX */
+	bool rx_stopped;		/* a bad header stopped the parser for good */
+	int rx_fatal;			/* a record failed to decrypt: sticky -EBADMSG */
+	bool rx_fatal_auth;		/* ... by its tag (counted on every read) */
+};
+
+extern const struct ulpo_proto ulpo_tls_proto;
+
+static inline struct tls_context *tls_ctx(struct ulpo_sock *sk)
+{
+	return sk->ulp;
+}
+
+/* tls_main.c */
+int tls_crypto_init(struct tls_crypto *c, const void *info, size_t len);
+void tls_crypto_wipe(struct tls_crypto *c);
+/* Advance rec_seq (and the 1.2 explicit IV); -EBADMSG when it would wrap. */
+int tls_crypto_advance(struct tls_crypto *c);
+void tls_crypto_nonce(const struct tls_crypto *c, uint8_t nonce[TLS_NONCE_SIZE]);
+size_t tls_make_aad(const struct tls_crypto *c, uint8_t *aad, uint8_t type, size_t plen,
+		    size_t wire_payload_len);
+/* Run a job on the direction's device and wait for its completion. */
+int tls_job_run(struct tls_crypto *c, struct ulpo_job *job);
+
+/* tls_tx.c */
+ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
+ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
+/* Push the open record and the record TCP has not fully taken (close, shutdown). */
+int tls_tx_flush(struct tls_context *ctx, int flags);
+int tls_tx_push_pending(struct tls_context *ctx, int flags);
+void tls_tx_free(struct tls_context *ctx);
+
+/* tls_rx.c */
+ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);
+/* Whether a whole record or held plaintext is ready; reads what TCP has without
+ * blocking when `fill`. */
+bool tls_rx_ready(struct tls_context *ctx, bool fill);
+void tls_rx_free(struct tls_context *ctx);
+/* Check the 5-byte header: the record's total wire length, 0 if more bytes are needed,
+ * or a negative errno as the kernel's tls_rx_msg_size. */
+long tls_rx_msg_size(const struct tls_crypto *c, const uint8_t *p, size_t avail);
+
+#endif

@@ -1,0 +1,548 @@
+/* tls_main.c - the "tls" ULP: install on a TCP socket, SOL_TLS setsockopt/getsockopt
+ * (key install, rekey, options), and the protocol ops that route each direction to the
+ * record layer once it has keys, to plain TCP before. Follows net/tls/tls_main.c. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/stats.h"
+#include "tls/tls.h"
+
+#define TCP_ULP_NAME_MAX 16
+
+/* ---- crypto state of one direction ---- */
+
+int tls_crypto_init(struct tls_crypto *c, const void *info, size_t len)
+{
+	const struct tls_crypto_info *ci = info;
+	const struct tls_cipher_desc *cd = tls_cipher_get(ci->cipher_type);
+	const uint8_t *p = info;
+	struct ulpo_aead *aead;
+	int r;
+
+	if (!cd || len != cd->info_len)
+		return -EINVAL;
+	r = ulpo_aead_new(cd->alg, ULPO_AEAD_BACKEND_AUTO, p + cd->off_key, cd->key_len, &aead);
+	if (r < 0)
+		return r == -ENOTSUP ? -EINVAL : r;
+	tls_crypto_wipe(c);
+	c->cd = cd;
+	c->version = ci->version;
+	c->aead = aead;
+	memcpy(c->iv, p + cd->off_salt, cd->salt_len);
+	memcpy(c->iv + cd->salt_len, p + cd->off_iv, cd->iv_len);
+	memcpy(c->rec_seq, p + cd->off_rec_seq, sizeof(c->rec_seq));
+	memcpy(c->info, info, len);
+	c->xor_seq = ci->version == TLS_1_3_VERSION || ci->cipher_type == TLS_CIPHER_CHACHA20_POLY1305;
+	c->explicit_iv = c->xor_seq ? 0 : cd->iv_len;
+	c->tail = ci->version == TLS_1_3_VERSION;
+	return 0;
+}
+
+void tls_crypto_wipe(struct tls_crypto *c)
+{
+	ulpo_aead_free(c->aead);
+	explicit_bzero(c, sizeof(*c));
+}
+
+static bool bigint_increment(uint8_t *seq, size_t len)
+{
+	for (size_t i = len; i-- > 0;)
+		if (++seq[i])
+			return false;
+	return true;
+}
+
+int tls_crypto_advance(struct tls_crypto *c)
+{
+	/* The kernel aborts the connection rather than reuse a nonce. */
+	if (bigint_increment(c->rec_seq, sizeof(c->rec_seq)))
+		return -EBADMSG;
+	if (!c->xor_seq)
+		bigint_increment(c->iv + c->cd->salt_len, c->cd->iv_len);
+	return 0;
+}
+
+void tls_crypto_nonce(const struct tls_crypto *c, uint8_t nonce[TLS_NONCE_SIZE])
+{
+	memcpy(nonce, c->iv, TLS_NONCE_SIZE);
+	if (c->xor_seq)
+		for (int i = 0; i < 8; i++)
+			nonce[i + 4] ^= c->rec_seq[i];
+}
+
+/* AAD: TLS 1.2 is seq || type || version || plaintext length; TLS 1.3 is the record
+ * header itself (opaque type, legacy version, ciphertext length). */
+size_t tls_make_aad(const struct tls_crypto *c, uint8_t *aad, uint8_t type, size_t plen,
+		    size_t wire_payload_len)
+{
+	if (c->version == TLS_1_3_VERSION) {
+		aad[0] = ULPO_TLS_RECORD_DATA;
+		aad[1] = 3;
+		aad[2] = 3;
+		aad[3] = (uint8_t)(wire_payload_len >> 8);
+		aad[4] = (uint8_t)wire_payload_len;
+		return 5;
+	}
+	memcpy(aad, c->rec_seq, 8);
+	aad[8] = type;
+	aad[9] = 3;
+	aad[10] = 3;
+	aad[11] = (uint8_t)(plen >> 8);
+	aad[12] = (uint8_t)plen;
+	return 13;
+}
+
+static void job_done(struct ulpo_job *job)
+{
+	/* Release pairs with the acquire in tls_job_run: the result and the buffers the
+	 * device wrote are visible before `done` is. */
+	atomic_store_explicit((atomic_int *)job->priv, 1, memory_order_release);
+}
+
+int tls_job_run(struct tls_crypto *c, struct ulpo_job *job)
+{
+	atomic_int done = 0;
+	int r;
+
+	job->aead = c->aead;
+	job->complete = job_done;
+	job->priv = &done;
+	r = c->dev->ops->submit(c->dev, job);
+	if (r < 0)
+		return r;
+	while (!atomic_load_explicit(&done, memory_order_acquire))
+		sched_yield();
+	return job->result;
+}
+
+/* ---- ULP install ---- */
+
+static void tls_ctx_free(struct tls_context *ctx)
+{
+	if (!ctx)
+		return;
+	tls_tx_free(ctx);
+	tls_rx_free(ctx);
+	tls_crypto_wipe(&ctx->tx);
+	tls_crypto_wipe(&ctx->rx);
+	free(ctx);
+}
+
+static bool tcp_established(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	return getsockopt(fd, SOL_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == 1;
+}
+
+int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
+{
+	char name[TCP_ULP_NAME_MAX];
+	struct tls_context *ctx;
+	size_t n;
+
+	if (optlen < 1)
+		return -EINVAL;
+	if (!optval)
+		return -EFAULT;
+	n = optlen < TCP_ULP_NAME_MAX - 1 ? optlen : TCP_ULP_NAME_MAX - 1;
+	n = strnlen(optval, n);
+	memcpy(name, optval, n);
+	name[n] = 0;
+	if (strcmp(name, "tls"))
+		return -ENOENT;
+	if (sk->proto != &ulpo_tcp_proto)
+		return -EEXIST;
+	if (!tcp_established(sk->fd))
+		return -ENOTCONN;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	ctx->sk = sk;
+	ctx->tx_max_payload = ULPO_TLS_MAX_PAYLOAD;
+	pthread_mutex_lock(&sk->tx_lock);
+	pthread_mutex_lock(&sk->rx_lock);
+	sk->ulp = ctx;
+	sk->proto = &ulpo_tls_proto;
+	pthread_mutex_unlock(&sk->rx_lock);
+	pthread_mutex_unlock(&sk->tx_lock);
+	ulpo_stats_publish();
+	return 0;
+}
+
+/* ---- SOL_TLS setsockopt ---- */
+
+static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_t optlen,
+			   bool tx)
+{
+	struct tls_crypto *c = tx ? &ctx->tx : &ctx->rx;
+	struct tls_crypto *alt = tx ? &ctx->rx : &ctx->tx;
+	bool ready = tx ? ctx->tx_ready : ctx->rx_ready;
+	bool alt_ready = tx ? ctx->rx_ready : ctx->tx_ready;
+	struct tls_crypto_info ci;
+	const struct tls_cipher_desc *cd;
+	struct tls_crypto fresh = { 0 };
+	enum ulpo_stat rekey_err = tx ? ULPO_STAT_TLS_TX_REKEY_ERROR : ULPO_STAT_TLS_RX_REKEY_ERROR;
+	int r;
+
+	if (!optval || optlen < sizeof(ci))
+		return -EINVAL;
+	if (ready && c->version != TLS_1_3_VERSION) {
+		/* Only TLS 1.3 may change keys on a live connection. */
+		ulpo_stat_add(rekey_err, 1);
+		return -EBUSY;
+	}
+	memcpy(&ci, optval, sizeof(ci));
+	if (ready) {
+		if (ci.version != c->version || ci.cipher_type != c->cd->type) {
+			r = -EINVAL;
+			goto err;
+		}
+	} else {
+		if (ci.version != TLS_1_2_VERSION && ci.version != TLS_1_3_VERSION)
+			return -EINVAL;
+		if (alt_ready && (alt->version != ci.version || alt->cd->type != ci.cipher_type))
+			return -EINVAL;
+	}
+	cd = tls_cipher_get(ci.cipher_type);
+	if (!cd || (cd->tls12_only && ci.version != TLS_1_2_VERSION) || optlen != cd->info_len) {
+		r = -EINVAL;
+		goto err;
+	}
+	r = tls_crypto_init(&fresh, optval, optlen);
+	if (r < 0)
+		goto err;
+	fresh.dev = ulpo_device_bind_tls(ctx->sk, tx ? ULPO_TLS_DIR_TX : ULPO_TLS_DIR_RX);
+	if (tx) {
+		pthread_mutex_lock(&ctx->sk->tx_lock);
+		if (ready) {
+			/* Records closed under the old key go out under it. */
+			tls_tx_flush(ctx, MSG_DONTWAIT);
+		}
+		tls_crypto_wipe(&ctx->tx);
+		ctx->tx = fresh;
+		ctx->tx_ready = true;
+		pthread_mutex_unlock(&ctx->sk->tx_lock);
+	} else {
+		pthread_mutex_lock(&ctx->sk->rx_lock);
+		tls_crypto_wipe(&ctx->rx);
+		ctx->rx = fresh;
+		ctx->rx_ready = true;
+		ctx->key_update_pending = false;
+		pthread_mutex_unlock(&ctx->sk->rx_lock);
+	}
+	explicit_bzero(&fresh, sizeof(fresh));
+	if (ready) {
+		ulpo_stat_add(tx ? ULPO_STAT_TLS_TX_REKEY_OK : ULPO_STAT_TLS_RX_REKEY_OK, 1);
+	} else {
+		ulpo_stat_add(tx ? ULPO_STAT_TLS_TX_SW : ULPO_STAT_TLS_RX_SW, 1);
+		ulpo_stat_add(tx ? ULPO_STAT_TLS_CURR_TX_SW : ULPO_STAT_TLS_CURR_RX_SW, 1);
+	}
+	return 0;
+err:
+	if (ready)
+		ulpo_stat_add(rekey_err, 1);
+	return r;
+}
+
+static int tls_version_any(const struct tls_context *ctx)
+{
+	return ctx->tx_ready ? ctx->tx.version : ctx->rx_ready ? ctx->rx.version : 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
+			  const void *optval, socklen_t optlen)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	uint32_t val;
+	uint16_t v16;
+
+	if (level != SOL_TLS)
+		return ulpo_tcp_setsockopt(sk, level, optname, optval, optlen);
+	switch (optname) {
+	case TLS_TX:
+	case TLS_RX:
+		return setsockopt_conf(ctx, optval, optlen, optname == TLS_TX);
+	case TLS_TX_ZEROCOPY_RO:
+		if (!optval || optlen != sizeof(val))
+			return -EINVAL;
+		memcpy(&val, optval, sizeof(val));
+		if (val > 1)
+			return -EINVAL;
+		ctx->zerocopy_ro = val;
+		return 0;
+	case TLS_RX_EXPECT_NO_PAD:
+		if (tls_version_any(ctx) != TLS_1_3_VERSION || !optval || optlen < sizeof(val))
+			return -EINVAL;
+		memcpy(&val, optval, sizeof(val));
+		if (val > 1 || !all_zero((const uint8_t *)optval + sizeof(val), optlen - sizeof(val)))
+			return -EINVAL;
+		if (!ctx->rx_ready)
+			return -EINVAL;
+		pthread_mutex_lock(&sk->rx_lock);
+		ctx->rx_no_pad = val;
+		pthread_mutex_unlock(&sk->rx_lock);
+		return 0;
+	case TLS_TX_MAX_PAYLOAD_LEN: {
+		/* 1.3 counts the content type byte apart: one less is allowed. */
+		unsigned int min = TLS_MIN_RECORD_SIZE_LIM -
+				   (tls_version_any(ctx) == TLS_1_3_VERSION);
+		int r = 0;
+
+		pthread_mutex_lock(&sk->tx_lock);
+		if (ctx->tx_ready && ctx->open_len)
+			r = -EBUSY;	/* the open record was sized under the old limit */
+		else if (!optval || optlen != sizeof(v16))
+			r = -EINVAL;
+		else {
+			memcpy(&v16, optval, sizeof(v16));
+			if (v16 < min || v16 > ULPO_TLS_MAX_PAYLOAD)
+				r = -EINVAL;
+			else
+				ctx->tx_max_payload = v16;
+		}
+		pthread_mutex_unlock(&sk->tx_lock);
+		return r;
+	}
+	default:
+		return -ENOPROTOOPT;
+	}
+}
+
+/* ---- SOL_TLS getsockopt ---- */
+
+static int getsockopt_conf(struct tls_context *ctx, void *optval, socklen_t *optlen, bool tx)
+{
+	struct tls_crypto *c = tx ? &ctx->tx : &ctx->rx;
+	pthread_mutex_t *lock = tx ? &ctx->sk->tx_lock : &ctx->sk->rx_lock;
+	uint8_t info[TLS_CRYPTO_INFO_MAX];
+	socklen_t len;
+	int r = 0;
+
+	if (!optlen)
+		return -EFAULT;
+	len = *optlen;
+	if (!optval || len < sizeof(struct tls_crypto_info))
+		return -EINVAL;
+	pthread_mutex_lock(lock);
+	if (!(tx ? ctx->tx_ready : ctx->rx_ready)) {
+		r = -EBUSY;
+		goto out;
+	}
+	memcpy(info, c->info, c->cd->info_len);
+	if (len == sizeof(struct tls_crypto_info)) {
+		memcpy(optval, info, len);
+		goto out;
+	}
+	if (len != c->cd->info_len) {
+		r = -EINVAL;
+		goto out;
+	}
+	/* The current explicit IV and sequence, as the kernel reports them. */
+	memcpy(info + c->cd->off_iv, c->iv + c->cd->salt_len, c->cd->iv_len);
+	memcpy(info + c->cd->off_rec_seq, c->rec_seq, c->cd->rec_seq_len);
+	memcpy(optval, info, len);
+out:
+	pthread_mutex_unlock(lock);
+	explicit_bzero(info, sizeof(info));
+	return r;
+}
+
+static int tls_getsockopt(struct ulpo_sock *sk, int level, int optname,
+			  void *optval, socklen_t *optlen)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	uint32_t val;
+	uint16_t v16;
+
+	if (level == SOL_TCP && optname == TCP_ULP) {
+		char name[TCP_ULP_NAME_MAX] = "tls";
+		socklen_t len;
+
+		if (!optlen)
+			return -EFAULT;
+		len = *optlen < TCP_ULP_NAME_MAX ? *optlen : TCP_ULP_NAME_MAX;
+		*optlen = len;
+		if (len && !optval)
+			return -EFAULT;
+		memcpy(optval, name, len);
+		return 0;
+	}
+	if (level == SOL_SOCKET && optname == SO_ERROR && optval && optlen &&
+	    *optlen >= sizeof(int)) {
+		int e = -ulpo_sock_error(sk);
+
+		if (e) {
+			memcpy(optval, &e, sizeof(e));
+			*optlen = sizeof(e);
+			return 0;
+		}
+	}
+	if (level != SOL_TLS)
+		return ulpo_tcp_getsockopt(sk, level, optname, optval, optlen);
+	switch (optname) {
+	case TLS_TX:
+	case TLS_RX:
+		return getsockopt_conf(ctx, optval, optlen, optname == TLS_TX);
+	case TLS_TX_ZEROCOPY_RO:
+		if (!optlen)
+			return -EFAULT;
+		if (*optlen != sizeof(val))
+			return -EINVAL;
+		val = ctx->zerocopy_ro;
+		memcpy(optval, &val, sizeof(val));
+		return 0;
+	case TLS_RX_EXPECT_NO_PAD:
+		if (tls_version_any(ctx) != TLS_1_3_VERSION)
+			return -EINVAL;
+		if (!optlen)
+			return -EFAULT;
+		if (*optlen < sizeof(val) || !ctx->rx_ready)
+			return -EINVAL;
+		val = ctx->rx_no_pad;
+		memcpy(optval, &val, sizeof(val));
+		*optlen = sizeof(val);
+		return 0;
+	case TLS_TX_MAX_PAYLOAD_LEN:
+		if (!optlen)
+			return -EFAULT;
+		if (*optlen < sizeof(v16))
+			return -EINVAL;
+		v16 = ctx->tx_max_payload;
+		memcpy(optval, &v16, sizeof(v16));
+		*optlen = sizeof(v16);
+		return 0;
+	default:
+		return -ENOPROTOOPT;
+	}
+}
+
+/* ---- protocol ops: each direction is TLS once keyed, TCP before ---- */
+
+static ssize_t tls_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags)
+{
+	if (!tls_ctx(sk)->tx_ready)
+		return ulpo_tcp_sendmsg(sk, msg, flags);
+	return tls_sw_sendmsg(sk, msg, flags);
+}
+
+static ssize_t tls_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
+{
+	if (!tls_ctx(sk)->rx_ready)
+		return ulpo_tcp_recvmsg(sk, msg, flags);
+	return tls_sw_recvmsg(sk, msg, flags);
+}
+
+static ssize_t tls_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count)
+{
+	if (!tls_ctx(sk)->tx_ready)
+		return ulpo_tcp_sendfile(sk, in_fd, offset, count);
+	return tls_sw_sendfile(sk, in_fd, offset, count);
+}
+
+static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_events)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	short own = 0, kev = events;
+
+	if (ctx->rx_ready && (events & (POLLIN | POLLRDNORM))) {
+		pthread_mutex_lock(&sk->rx_lock);
+		if (tls_rx_ready(ctx, false))
+			own |= events & (POLLIN | POLLRDNORM);
+		pthread_mutex_unlock(&sk->rx_lock);
+	}
+	if (ctx->tx_ready) {
+		pthread_mutex_lock(&sk->tx_lock);
+		/* A record TCP took only in part is finished when TCP has room, whether or
+		 * not the caller asked for POLLOUT: this is the kernel's deferred tx work. */
+		if (ctx->wire_len) {
+			tls_tx_push_pending(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (ctx->wire_len)
+				kev |= POLLOUT;
+		}
+		pthread_mutex_unlock(&sk->tx_lock);
+	}
+	*ret_kernel_events = kev;
+	return own;
+}
+
+static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	short rev = krev;
+
+	if (ctx->tx_ready && (krev & POLLOUT)) {
+		pthread_mutex_lock(&sk->tx_lock);
+		if (ctx->wire_len)
+			tls_tx_push_pending(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (ctx->wire_len)
+			rev &= ~(POLLOUT | POLLWRNORM);
+		pthread_mutex_unlock(&sk->tx_lock);
+	}
+	if (ctx->rx_ready && (krev & (POLLIN | POLLRDNORM))) {
+		/* Bytes in TCP are readable only once they make a whole record. */
+		pthread_mutex_lock(&sk->rx_lock);
+		if (!tls_rx_ready(ctx, true))
+			rev &= ~(POLLIN | POLLRDNORM);
+		pthread_mutex_unlock(&sk->rx_lock);
+	}
+	return rev & (events | POLLERR | POLLHUP | POLLNVAL | POLLRDHUP);
+}
+
+static int tls_shutdown(struct ulpo_sock *sk, int how)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+
+	if (ctx->tx_ready && (how == SHUT_WR || how == SHUT_RDWR)) {
+		/* Closed records reach the wire before the FIN. */
+		pthread_mutex_lock(&sk->tx_lock);
+		tls_tx_flush(ctx, MSG_NOSIGNAL);
+		pthread_mutex_unlock(&sk->tx_lock);
+	}
+	return shutdown(sk->fd, how) ? -errno : 0;
+}
+
+static void tls_release(struct ulpo_sock *sk)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+
+	pthread_mutex_lock(&sk->tx_lock);
+	pthread_mutex_lock(&sk->rx_lock);
+	if (ctx->tx_ready) {
+		tls_tx_flush(ctx, MSG_NOSIGNAL);
+		ulpo_stat_add(ULPO_STAT_TLS_CURR_TX_SW, -1);
+	}
+	if (ctx->rx_ready)
+		ulpo_stat_add(ULPO_STAT_TLS_CURR_RX_SW, -1);
+	sk->ulp = NULL;
+	sk->proto = &ulpo_tcp_proto;
+	pthread_mutex_unlock(&sk->rx_lock);
+	pthread_mutex_unlock(&sk->tx_lock);
+	tls_ctx_free(ctx);
+}
+
+const struct ulpo_proto ulpo_tls_proto = {
+	.name = "tls",
+	.sendmsg = tls_sendmsg,
+	.recvmsg = tls_recvmsg,
+	.sendfile = tls_sendfile,
+	.poll = tls_poll,
+	.poll_finish = tls_poll_finish,
+	.shutdown = tls_shutdown,
+	.release = tls_release,
+	.setsockopt = tls_setsockopt,
+	.getsockopt = tls_getsockopt,
+};

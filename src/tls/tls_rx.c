@@ -1,0 +1,538 @@
+/* tls_rx.c - RX record layer: a record parser over the TCP byte stream (the kernel's
+ * tls_strp), decryption straight into the caller's buffer when the whole record fits,
+ * in place in the receive buffer otherwise, and recvmsg with the kernel's rules for
+ * record types, cmsgs, peek, waitall, low-water mark and errors (net/tls/tls_sw.c). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/stats.h"
+#include "tls/tls.h"
+
+#define RX_CAP (4 * TLS_MAX_WIRE)	/* a few records per read(): fewer syscalls */
+#define TLS_HANDSHAKE_KEYUPDATE 24
+#define MAX_DST_IOV 64
+
+/* A decrypted (held) record keeps its metadata in its own header bytes, which were
+ * checked already: [0] the real content type, [1..2] plaintext length, [3..4] the wire
+ * payload length as received. */
+static inline size_t rec_pt_len(const uint8_t *h)
+{
+	return (size_t)h[1] << 8 | h[2];
+}
+
+static inline size_t rec_wire_len(const uint8_t *h)
+{
+	return TLS_HEADER_SIZE + ((size_t)h[3] << 8 | h[4]);
+}
+
+long tls_rx_msg_size(const struct tls_crypto *c, const uint8_t *p, size_t avail)
+{
+	size_t overhead = TLS_TAG_SIZE + c->explicit_iv;
+	size_t len;
+
+	/* The kernel waits for header and explicit IV before judging the header. */
+	if (avail < (size_t)TLS_HEADER_SIZE + c->explicit_iv)
+		return 0;
+	len = (size_t)p[3] << 8 | p[4];
+	if (len > (size_t)ULPO_TLS_MAX_PAYLOAD + overhead + c->tail)
+		return -EMSGSIZE;
+	if (len < overhead)
+		return -EBADMSG;
+	if (p[1] != 3 || p[2] != 3)
+		return -EINVAL;
+	return (long)(len + TLS_HEADER_SIZE);
+}
+
+void tls_rx_free(struct tls_context *ctx)
+{
+	if (ctx->rxbuf)
+		explicit_bzero(ctx->rxbuf, ctx->rx_tail);
+	free(ctx->rxbuf);
+	ctx->rxbuf = NULL;
+	ctx->rx_head = ctx->rx_tail = ctx->rx_ndec = ctx->rx_consumed = 0;
+}
+
+/* Read what TCP has into the receive buffer, compacting first. >0 bytes, 0 at EOF. */
+static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
+{
+	ssize_t n;
+
+	if (!ctx->rxbuf) {
+		ctx->rxbuf = malloc(RX_CAP);
+		if (!ctx->rxbuf)
+			return -ENOMEM;
+		ctx->rx_cap = RX_CAP;
+	}
+	if (ctx->rx_stopped)
+		ctx->rx_head = ctx->rx_tail;	/* never parsed again: drop it */
+	if (ctx->rx_head && (ctx->rx_head == ctx->rx_tail || ctx->rx_cap - ctx->rx_tail < TLS_MAX_WIRE)) {
+		memmove(ctx->rxbuf, ctx->rxbuf + ctx->rx_head, ctx->rx_tail - ctx->rx_head);
+		ctx->rx_tail -= ctx->rx_head;
+		ctx->rx_head = 0;
+	}
+	if (ctx->rx_tail == ctx->rx_cap)
+		return -ENOBUFS;	/* only when peeking past several held records */
+	do
+		n = recv(ctx->sk->fd, ctx->rxbuf + ctx->rx_tail, ctx->rx_cap - ctx->rx_tail,
+			 nonblock ? MSG_DONTWAIT : 0);
+	while (n < 0 && errno == EINTR && nonblock);
+	if (n < 0)
+		return -errno;
+	ctx->rx_tail += (size_t)n;
+	return n;
+}
+
+/* Length of the whole record at offset `rel` from the head, 0 if incomplete, or a
+ * negative errno for a bad header. */
+static long rx_whole(struct tls_context *ctx, size_t rel)
+{
+	size_t avail = ctx->rx_tail - ctx->rx_head - rel;
+	long sz = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + ctx->rx_head + rel, avail);
+
+	return sz > 0 && (size_t)sz > avail ? 0 : sz;
+}
+
+bool tls_rx_ready(struct tls_context *ctx, bool fill)
+{
+	long sz;
+
+	if (ctx->key_update_pending)
+		return false;	/* even with held data, as the kernel's tls_sk_poll */
+	if (ctx->rx_ndec || ctx->rx_fatal || atomic_load(&ctx->sk->err))
+		return true;
+	sz = ctx->rxbuf && !ctx->rx_stopped ? rx_whole(ctx, 0) : 0;
+	if (sz != 0)
+		return true;
+	if (fill) {
+		ssize_t n = rx_fill(ctx, true);
+
+		if (n == 0)
+			ctx->rx_eof = true;
+		if (n <= 0)
+			return n != -EAGAIN;
+		return rx_whole(ctx, 0) != 0;
+	}
+	return ctx->rx_eof;
+}
+
+/* The kernel's put_cmsg for TLS_GET_RECORD_TYPE: truncation sets MSG_CTRUNC. */
+static int put_record_type(struct msghdr *msg, size_t *cm_used, uint8_t type)
+{
+	size_t room = msg->msg_controllen - *cm_used, cmlen = CMSG_LEN(1);
+	struct cmsghdr h = { .cmsg_level = SOL_TLS, .cmsg_type = TLS_GET_RECORD_TYPE };
+	uint8_t *p = (uint8_t *)msg->msg_control + *cm_used;
+
+	if (!msg->msg_control || room < sizeof(struct cmsghdr)) {
+		msg->msg_flags |= MSG_CTRUNC;
+		return 0;
+	}
+	if (room < cmlen) {
+		msg->msg_flags |= MSG_CTRUNC;
+		cmlen = room;
+	}
+	h.cmsg_len = cmlen;
+	memcpy(p, &h, sizeof(h));
+	if (cmlen > sizeof(h))
+		memcpy(CMSG_DATA((struct cmsghdr *)p), &type, cmlen - sizeof(h));
+	*cm_used += CMSG_SPACE(1) < room ? CMSG_SPACE(1) : room;
+	return 0;
+}
+
+struct dst_iter {
+	const struct iovec *iov;
+	size_t cnt, idx, off, left;
+};
+
+static void dst_init(struct dst_iter *d, const struct iovec *iov, size_t cnt)
+{
+	d->iov = iov;
+	d->cnt = cnt;
+	d->idx = d->off = d->left = 0;
+	for (size_t i = 0; i < cnt; i++)
+		d->left += iov[i].iov_len;
+}
+
+/* Describe the next `len` bytes of destination as iovecs without consuming them. */
+static int dst_peek(const struct dst_iter *d, size_t len, struct iovec *out, int max)
+{
+	size_t idx = d->idx, off = d->off;
+	int n = 0;
+
+	while (len && idx < d->cnt && n < max) {
+		size_t take = d->iov[idx].iov_len - off;
+
+		if (take > len)
+			take = len;
+		if (take) {
+			out[n].iov_base = (uint8_t *)d->iov[idx].iov_base + off;
+			out[n++].iov_len = take;
+			len -= take;
+		}
+		idx++;
+		off = 0;
+	}
+	return len ? -1 : n;
+}
+
+static void dst_advance(struct dst_iter *d, size_t len)
+{
+	d->left -= len;
+	while (len) {
+		size_t take = d->iov[d->idx].iov_len - d->off;
+
+		if (take > len)
+			take = len;
+		d->off += take;
+		len -= take;
+		if (d->off == d->iov[d->idx].iov_len) {
+			d->idx++;
+			d->off = 0;
+		}
+	}
+	while (d->idx < d->cnt && d->iov[d->idx].iov_len == 0)
+		d->idx++;
+}
+
+static void dst_copy(struct dst_iter *d, const uint8_t *src, size_t len)
+{
+	struct iovec v[MAX_DST_IOV];
+	size_t done = 0;
+
+	while (done < len) {
+		size_t chunk = len - done;
+		int n = dst_peek(d, chunk, v, 1);
+
+		if (n < 0) {	/* fewer bytes left in this iovec: take what it has */
+			chunk = d->iov[d->idx].iov_len - d->off;
+			dst_peek(d, chunk, v, 1);
+		}
+		memcpy(v[0].iov_base, src + done, v[0].iov_len);
+		done += v[0].iov_len;
+		dst_advance(d, v[0].iov_len);
+	}
+}
+
+/* Read back `len` bytes that were placed at the destination (a record decrypted into
+ * the caller's buffer that cannot be delivered after all). */
+static void dst_read(const struct dst_iter *d, uint8_t *to, size_t len)
+{
+	struct iovec v[MAX_DST_IOV];
+	int n = dst_peek(d, len, v, MAX_DST_IOV);
+
+	for (int i = 0; i < n; i++) {
+		memcpy(to, v[i].iov_base, v[i].iov_len);
+		to += v[i].iov_len;
+	}
+}
+
+/* Byte `i` of a plaintext that lies in the caller's iovecs (then the scratch byte). */
+static uint8_t dst_byte(const struct dst_iter *d, size_t i)
+{
+	size_t idx = d->idx, off = d->off;
+
+	for (;;) {
+		size_t avail = d->iov[idx].iov_len - off;
+
+		if (i < avail)
+			return ((uint8_t *)d->iov[idx].iov_base)[off + i];
+		i -= avail;
+		idx++;
+		off = 0;
+	}
+}
+
+/* Decrypt the whole record at the head+rel: into the caller's buffer (zc) or in place.
+ * Returns the plaintext length and the content type, or a negative errno. */
+static long rx_decrypt(struct tls_context *ctx, size_t rel, size_t wire, struct dst_iter *d,
+		       bool zc, uint8_t *ret_type)
+{
+	struct tls_crypto *c = &ctx->rx;
+	uint8_t *h = ctx->rxbuf + ctx->rx_head + rel;
+	uint8_t *body = h + TLS_HEADER_SIZE + c->explicit_iv;
+	size_t clen = wire - TLS_HEADER_SIZE - c->explicit_iv - TLS_TAG_SIZE;
+	struct iovec src = { .iov_base = body, .iov_len = clen };
+	struct iovec dst[MAX_DST_IOV + 1];
+	struct ulpo_job job = { .op = ULPO_JOB_OPEN };
+	uint8_t scratch = 0, type = h[0];
+	size_t plen = clen;
+	int n = 1, r;
+
+	if (zc) {
+		n = dst_peek(d, clen - c->tail, dst, MAX_DST_IOV);
+		if (n < 0)
+			zc = false;
+		else if (c->tail) {
+			dst[n].iov_base = &scratch;
+			dst[n++].iov_len = 1;
+		}
+	}
+	if (!zc) {
+		dst[0] = src;
+		n = 1;
+	}
+	tls_crypto_nonce(c, job.nonce);
+	/* TLS 1.2 GCM/CCM: the sender's explicit nonce, whatever it chose. */
+	memcpy(job.nonce + c->cd->salt_len, h + TLS_HEADER_SIZE, c->explicit_iv);
+	job.aadlen = (uint8_t)tls_make_aad(c, job.aad, type, clen, wire - TLS_HEADER_SIZE);
+	job.src = &src;
+	job.srccnt = 1;
+	job.dst = dst;
+	job.dstcnt = n;
+	job.tag = body + clen;
+	r = tls_job_run(c, &job);
+	if (r < 0) {
+		ulpo_stat_add(ULPO_STAT_TLS_DECRYPT_ERROR, 1);
+		ctx->rx_fatal_auth = true;
+		return -EBADMSG;
+	}
+	if (tls_crypto_advance(c) < 0)
+		ctx->rx_fatal = -EBADMSG;	/* the next record would reuse a nonce */
+	if (c->version == TLS_1_3_VERSION) {
+		if (zc && scratch != ULPO_TLS_RECORD_DATA) {
+			/* The kernel decrypts such a record again into its own buffer;
+			 * here it is moved instead (see the caller). */
+			ulpo_stat_add(ULPO_STAT_TLS_DECRYPT_RETRY, 1);
+			if (!scratch)
+				ulpo_stat_add(ULPO_STAT_TLS_RX_NO_PAD_VIOLATION, 1);
+		}
+		/* Inner plaintext: content, type byte, zero padding. */
+		if (zc) {
+			type = scratch;
+			plen = clen - 1;
+			while (!type && plen)
+				type = dst_byte(d, --plen);
+		} else {
+			plen = clen;
+			type = 0;
+			while (plen && !(type = body[plen - 1]))
+				plen--;
+			if (plen)
+				plen--;
+		}
+		if (!type)
+			return -EBADMSG;	/* all padding, no content type */
+	} else if (!type) {
+		return -EBADMSG;		/* record type 0 */
+	}
+	/* A KeyUpdate (checked on any version, as the kernel does): no new record can be
+	 * read until the next TLS_RX key. */
+	if (type == ULPO_TLS_RECORD_HANDSHAKE && plen >= 1 &&
+	    (zc ? dst_byte(d, 0) : body[0]) == TLS_HANDSHAKE_KEYUPDATE) {
+		ctx->key_update_pending = true;
+		ulpo_stat_add(ULPO_STAT_TLS_RX_REKEY_RECEIVED, 1);
+	}
+	*ret_type = type;
+	return (long)plen;
+}
+
+/* Mark the record at head+rel as held plaintext (in place, at its body). */
+static void rx_hold(struct tls_context *ctx, size_t rel, uint8_t type, size_t plen)
+{
+	uint8_t *h = ctx->rxbuf + ctx->rx_head + rel;
+
+	h[0] = type;
+	h[1] = (uint8_t)(plen >> 8);
+	h[2] = (uint8_t)plen;
+	ctx->rx_ndec++;
+}
+
+static void rx_consume_head(struct tls_context *ctx)
+{
+	uint8_t *h = ctx->rxbuf + ctx->rx_head;
+	size_t wire = rec_wire_len(h);
+
+	explicit_bzero(h, wire);
+	ctx->rx_head += wire;
+	ctx->rx_ndec--;
+	ctx->rx_consumed = 0;
+	ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
+}
+
+static size_t rcvlowat(int fd)
+{
+	int v = 1;
+	socklen_t l = sizeof(v);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) || v < 1)
+		v = 1;
+	return (size_t)v;
+}
+
+ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	struct tls_crypto *c = &ctx->rx;
+	bool peek = flags & MSG_PEEK;
+	size_t copied = 0, target, rel = 0, recidx = 0, cm_used = 0;
+	struct dst_iter d;
+	uint8_t control = 0;
+	long err = 0;
+
+	if (flags & MSG_OOB)
+		return -EINVAL;
+	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
+	msg->msg_flags = 0;
+	msg->msg_namelen = 0;
+	pthread_mutex_lock(&sk->rx_lock);
+	if (flags & MSG_WAITALL)
+		target = d.left;
+	else {
+		target = rcvlowat(sk->fd);
+		if (target > d.left)
+			target = d.left;
+	}
+	if (!target)
+		target = 1;
+	while (d.left) {
+		uint8_t *h;
+		size_t wire, plen, avail, off, n;
+		uint8_t type;
+
+		if (recidx >= ctx->rx_ndec) {
+			long sz;
+			bool zc;
+
+			if (ctx->rx_fatal) {
+				/* The bad record is still first in line. */
+				if (ctx->rx_fatal_auth)
+					ulpo_stat_add(ULPO_STAT_TLS_DECRYPT_ERROR, 1);
+				err = ctx->rx_fatal;
+				break;
+			}
+			if (ctx->key_update_pending) {
+				err = -EKEYEXPIRED;
+				break;
+			}
+			sz = ctx->rxbuf && !ctx->rx_stopped ? rx_whole(ctx, rel) : 0;
+			if (sz < 0) {
+				/* A bad header stops the parser: the error is reported once
+				 * (through sk_err), then the stream reads as if empty. */
+				ctx->rx_stopped = true;
+				ulpo_sock_set_error(sk, (int)sz);
+				continue;
+			}
+			if (sz == 0) {
+				ssize_t got;
+
+				if (copied >= target || ctx->rx_eof)
+					break;
+				err = ulpo_sock_error(sk);
+				if (err)
+					break;
+				got = rx_fill(ctx, (flags & MSG_DONTWAIT) != 0);
+				if (got == -ENOBUFS) {
+					err = -EAGAIN;
+					break;
+				}
+				if (got < 0) {
+					err = got;
+					break;
+				}
+				if (got == 0)
+					ctx->rx_eof = true;
+				continue;
+			}
+			wire = (size_t)sz;
+			h = ctx->rxbuf + ctx->rx_head + rel;
+			/* TLS 1.2 names the type in clear: a record of another type than
+			 * this call's is left for the next call, undecrypted. */
+			if (c->version != TLS_1_3_VERSION && control && h[0] != control)
+				break;
+			plen = wire - TLS_HEADER_SIZE - c->explicit_iv - TLS_TAG_SIZE - c->tail;
+			/* Decrypt straight into the caller's buffer when the whole record
+			 * fits; TLS 1.3 only when the peer promised no padding. */
+			zc = !peek && recidx == 0 && plen <= d.left &&
+			     h[0] == ULPO_TLS_RECORD_DATA &&
+			     (c->version != TLS_1_3_VERSION || ctx->rx_no_pad) &&
+			     (!control || control == ULPO_TLS_RECORD_DATA);
+			err = rx_decrypt(ctx, rel, wire, &d, zc, &type);
+			if (err < 0) {
+				/* The record stays first: every later read fails the same way. */
+				ulpo_sock_set_error(sk, (int)err);
+				ctx->rx_fatal = (int)err;
+				if (copied)
+					err = 0;
+				break;
+			}
+			plen = (size_t)err;
+			err = 0;
+			if (zc) {
+				bool ok = true;
+
+				if (!control) {
+					control = type;
+					put_record_type(msg, &cm_used, type);
+					ok = type == ULPO_TLS_RECORD_DATA ||
+					     !(msg->msg_flags & MSG_CTRUNC);
+				} else if (control != type) {
+					ok = false;
+				}
+				if (!ok) {
+					/* Not deliverable now: keep it, decrypted, in the
+					 * receive buffer (the kernel's decrypt retry). */
+					dst_read(&d, h + TLS_HEADER_SIZE + c->explicit_iv, plen);
+					rx_hold(ctx, rel, type, plen);
+					if (control == type)
+						err = -EIO;
+					break;
+				}
+				dst_advance(&d, plen);
+				copied += plen;
+				explicit_bzero(h, wire);
+				ctx->rx_head += wire;
+				msg->msg_flags |= MSG_EOR;
+				ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
+				ulpo_stat_add(ULPO_STAT_RX_ZEROCOPY_RECORDS, 1);
+				ulpo_stat_add(ULPO_STAT_RX_BYTES, (int64_t)plen);
+				if (type != ULPO_TLS_RECORD_DATA)
+					break;
+				continue;
+			}
+			rx_hold(ctx, rel, type, plen);
+		}
+		/* A held (decrypted) record. */
+		h = ctx->rxbuf + ctx->rx_head + rel;
+		type = h[0];
+		plen = rec_pt_len(h);
+		wire = rec_wire_len(h);
+		off = recidx == 0 ? ctx->rx_consumed : 0;
+		avail = plen - off;
+		if (!control) {
+			control = type;
+			put_record_type(msg, &cm_used, type);
+			if (type != ULPO_TLS_RECORD_DATA && (msg->msg_flags & MSG_CTRUNC)) {
+				err = -EIO;
+				break;
+			}
+		} else if (control != type) {
+			break;
+		}
+		n = avail < d.left ? avail : d.left;
+		dst_copy(&d, h + TLS_HEADER_SIZE + c->explicit_iv + off, n);
+		copied += n;
+		if (!peek) {
+			ctx->rx_consumed += n;
+			ulpo_stat_add(ULPO_STAT_RX_BYTES, (int64_t)n);
+			if (ctx->rx_consumed == plen) {
+				rx_consume_head(ctx);
+				msg->msg_flags |= MSG_EOR;
+			}
+		} else if (n == avail) {
+			rel += wire;
+			recidx++;
+		}
+		if (type != ULPO_TLS_RECORD_DATA)
+			break;
+	}
+	if (cm_used || msg->msg_control)
+		msg->msg_controllen = cm_used;
+	if (copied && err < 0 && err != -EAGAIN && err != -EIO && err != -EKEYEXPIRED &&
+	    !ctx->rx_fatal)
+		ulpo_sock_set_error(sk, (int)err);	/* for the next read */
+	pthread_mutex_unlock(&sk->rx_lock);
+	if (copied)
+		return (ssize_t)copied;
+	return err;
+}

@@ -1,0 +1,390 @@
+/* tls_tx.c - TX record layer: fill records from the caller's data (up to the payload
+ * limit, held open across MSG_MORE), encrypt each closed record through the direction's
+ * device, and put records on TCP in sequence order. A record TCP takes only in part is
+ * kept and finished before anything else (net/tls/tls_sw.c: tls_sw_sendmsg,
+ * tls_push_record, tls_tx_records). */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/stats.h"
+#include "tls/tls.h"
+
+#define TX_FLAGS_OK (MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR)
+#define TX_MAX_IOV 64			/* pieces of one record's plaintext */
+
+static int tx_alloc(struct tls_context *ctx)
+{
+	if (!ctx->wire) {
+		ctx->wire = malloc(TLS_MAX_WIRE);
+		if (!ctx->wire)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void tls_tx_free(struct tls_context *ctx)
+{
+	if (ctx->open_buf)
+		explicit_bzero(ctx->open_buf, ctx->open_len);
+	free(ctx->open_buf);
+	free(ctx->wire);
+	ctx->open_buf = ctx->wire = NULL;
+	ctx->open_len = ctx->wire_len = ctx->wire_sent = 0;
+}
+
+static int wait_writable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+	return poll(&p, 1, -1) < 0 && errno != EINTR ? -errno : 0;
+}
+
+/* Send the rest of the closed record. 0 once TCP has all of it; -EAGAIN if TCP is full
+ * and flags say not to wait. Any other TCP error breaks the record stream: the kernel
+ * then sets EBADMSG on the socket (tls_tx_records). */
+int tls_tx_push_pending(struct tls_context *ctx, int flags)
+{
+	int sflags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
+
+	while (ctx->wire_sent < ctx->wire_len) {
+		ssize_t n = send(ctx->sk->fd, ctx->wire + ctx->wire_sent,
+				 ctx->wire_len - ctx->wire_sent, sflags);
+
+		if (n < 0) {
+			int e = errno;
+
+			if (e == EINTR && !(flags & MSG_DONTWAIT))
+				continue;
+			if (e == EAGAIN || e == EINTR)
+				return -e;
+			ulpo_sock_set_error(ctx->sk, -EBADMSG);
+			return -EBADMSG;
+		}
+		ctx->wire_sent += (size_t)n;
+	}
+	ctx->wire_len = ctx->wire_sent = 0;
+	return 0;
+}
+
+/* Closed records reach TCP, waiting for room even on a non-blocking socket unless
+ * MSG_DONTWAIT (close and shutdown wait, as the kernel's tls_complete_pending_work). */
+int tls_tx_flush(struct tls_context *ctx, int flags)
+{
+	int r;
+
+	while ((r = tls_tx_push_pending(ctx, flags | MSG_DONTWAIT)) == -EAGAIN &&
+	       !(flags & MSG_DONTWAIT)) {
+		r = wait_writable(ctx->sk->fd);
+		if (r < 0)
+			break;
+	}
+	return r;
+}
+
+/* Encrypt one record of `plen` bytes made of `src` into ctx->wire and transmit it. */
+static int tx_record(struct tls_context *ctx, uint8_t type, const struct iovec *src,
+		     int srccnt, size_t plen, int flags)
+{
+	struct tls_crypto *c = &ctx->tx;
+	size_t payload = c->explicit_iv + plen + c->tail + TLS_TAG_SIZE;
+	uint8_t *hdr = ctx->wire, *body = hdr + TLS_HEADER_SIZE + c->explicit_iv;
+	struct iovec in[TX_MAX_IOV + 1], out;
+	struct ulpo_job job = { .op = ULPO_JOB_SEAL };
+	uint8_t inner_type = type;
+	int r;
+
+	static const uint8_t last_seq[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+	/* One record on the wire at a time: finish the previous one first. -EAGAIN here
+	 * means this record was not taken. */
+	if (ctx->wire_len) {
+		r = tls_tx_push_pending(ctx, flags);
+		if (r < 0)
+			return r;
+	}
+	/* The last sequence number would wrap: abort rather than reuse a nonce (the
+	 * kernel encrypts it, then refuses to send it). */
+	if (!memcmp(c->rec_seq, last_seq, sizeof(last_seq))) {
+		ulpo_sock_set_error(ctx->sk, -EBADMSG);
+		return -EBADMSG;
+	}
+	hdr[0] = c->version == TLS_1_3_VERSION ? ULPO_TLS_RECORD_DATA : type;
+	hdr[1] = 3;
+	hdr[2] = 3;
+	hdr[3] = (uint8_t)(payload >> 8);
+	hdr[4] = (uint8_t)payload;
+	memcpy(hdr + TLS_HEADER_SIZE, c->iv + c->cd->salt_len, c->explicit_iv);
+	memcpy(in, src, sizeof(*src) * (size_t)srccnt);
+	if (c->tail) {
+		in[srccnt].iov_base = &inner_type;
+		in[srccnt++].iov_len = 1;
+	}
+	out.iov_base = body;
+	out.iov_len = plen + c->tail;
+	tls_crypto_nonce(c, job.nonce);
+	job.aadlen = (uint8_t)tls_make_aad(c, job.aad, type, plen, payload);
+	job.src = in;
+	job.srccnt = srccnt;
+	job.dst = &out;
+	job.dstcnt = 1;
+	job.tag = body + plen + c->tail;
+	r = tls_job_run(c, &job);
+	if (r < 0) {
+		ulpo_sock_set_error(ctx->sk, -EBADMSG);
+		return r;
+	}
+	tls_crypto_advance(c);
+	ctx->wire_len = TLS_HEADER_SIZE + payload;
+	ctx->wire_sent = 0;
+	ulpo_stat_add(ULPO_STAT_TX_RECORDS, 1);
+	ulpo_stat_add(ULPO_STAT_TX_BYTES, (int64_t)plen);
+	/* The record is accepted now: a TCP that takes part of it (or none, EAGAIN) leaves
+	 * the rest for the next call or for poll. */
+	r = tls_tx_push_pending(ctx, flags);
+	return r == -EAGAIN || r == -EINTR ? 0 : r;	/* accepted all the same */
+}
+
+/* TLS_SET_RECORD_TYPE (tls_process_cmsg): only looked at when there is control data,
+ * and then a SOL_TLS cmsg must be there; the last one wins. */
+static int parse_cmsg(const struct msghdr *msg, int flags, uint8_t *ret_type)
+{
+	struct cmsghdr *cm;
+	bool found = false;
+
+	if (!msg->msg_controllen)
+		return 0;
+	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
+	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+		if (cm->cmsg_len < sizeof(*cm) ||
+		    (uint8_t *)cm + cm->cmsg_len > (uint8_t *)msg->msg_control + msg->msg_controllen)
+			return -EINVAL;
+		if (cm->cmsg_level != SOL_TLS)
+			continue;
+		if (cm->cmsg_type != TLS_SET_RECORD_TYPE ||
+		    cm->cmsg_len < CMSG_LEN(sizeof(unsigned char)) || (flags & MSG_MORE))
+			return -EINVAL;
+		*ret_type = *CMSG_DATA(cm);
+		found = true;
+	}
+	return found ? 0 : -EINVAL;
+}
+
+/* Close the open record, if any: plaintext held from MSG_MORE sends. */
+static int close_open(struct tls_context *ctx, int flags)
+{
+	struct iovec v = { .iov_base = ctx->open_buf, .iov_len = ctx->open_len };
+	int r;
+
+	if (!ctx->open_len)
+		return 0;
+	r = tx_record(ctx, ctx->open_type, &v, 1, ctx->open_len, flags);
+	if (r == -EAGAIN)
+		return r;	/* not taken: the record stays open */
+	explicit_bzero(ctx->open_buf, ctx->open_len);
+	ctx->open_len = 0;
+	return r;
+}
+
+struct iov_iter {
+	const struct iovec *iov;
+	size_t cnt, idx, off, left;
+};
+
+static void iter_init(struct iov_iter *it, const struct iovec *iov, size_t cnt)
+{
+	it->iov = iov;
+	it->cnt = cnt;
+	it->idx = 0;
+	it->off = 0;
+	it->left = 0;
+	for (size_t i = 0; i < cnt; i++)
+		it->left += iov[i].iov_len;
+}
+
+/* Take up to `want` bytes from the iterator as at most `max` iovecs. */
+static int iter_take(struct iov_iter *it, size_t want, struct iovec *out, int max,
+		     size_t *ret_len)
+{
+	int n = 0;
+	size_t got = 0;
+
+	while (got < want && it->idx < it->cnt && n < max) {
+		size_t avail = it->iov[it->idx].iov_len - it->off;
+		size_t take = want - got < avail ? want - got : avail;
+
+		if (take) {
+			out[n].iov_base = (uint8_t *)it->iov[it->idx].iov_base + it->off;
+			out[n++].iov_len = take;
+			got += take;
+			it->off += take;
+		}
+		if (it->off == it->iov[it->idx].iov_len) {
+			it->idx++;
+			it->off = 0;
+		}
+	}
+	it->left -= got;
+	*ret_len = got;
+	return n;
+}
+
+/* Copy `len` bytes of the caller's data into the open record. */
+static int hold(struct tls_context *ctx, struct iov_iter *it, size_t len, uint8_t type)
+{
+	struct iovec v[TX_MAX_IOV];
+	size_t take;
+
+	if (!ctx->open_buf) {
+		ctx->open_buf = malloc(ULPO_TLS_MAX_PAYLOAD);
+		if (!ctx->open_buf)
+			return -ENOMEM;
+	}
+	while (len) {
+		int n = iter_take(it, len, v, TX_MAX_IOV, &take);
+
+		for (int i = 0; i < n; i++) {
+			memcpy(ctx->open_buf + ctx->open_len, v[i].iov_base, v[i].iov_len);
+			ctx->open_len += v[i].iov_len;
+		}
+		len -= take;
+	}
+	ctx->open_type = type;
+	return 0;
+}
+
+ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	uint8_t type = ULPO_TLS_RECORD_DATA;
+	bool eor = !(flags & MSG_MORE);
+	struct iov_iter it;
+	size_t copied = 0;
+	int r, err;
+
+	if (flags & ~TX_FLAGS_OK)
+		return -EOPNOTSUPP;
+	if ((flags & MSG_EOR) && (flags & MSG_MORE))
+		return -EINVAL;
+	pthread_mutex_lock(&sk->tx_lock);
+	r = tx_alloc(ctx);
+	if (r < 0)
+		goto out;
+	r = parse_cmsg(msg, flags, &type);
+	if (r < 0)
+		goto out;
+	/* A record type cmsg closes the open data record first: a control record is never
+	 * merged with data (a zero-length send with a cmsg does only this). */
+	if (msg->msg_controllen && ctx->open_len) {
+		r = close_open(ctx, flags);
+		if (r < 0)
+			goto out;
+	}
+	iter_init(&it, msg->msg_iov, msg->msg_iovlen);
+	while (it.left) {
+		size_t room = ctx->tx_max_payload - ctx->open_len;
+		size_t want = it.left < room ? it.left : room, take;
+		struct iovec v[TX_MAX_IOV];
+		struct iov_iter save = it;
+		int n = 0;
+
+		err = atomic_load(&sk->err);
+		if (err) {
+			r = -err;
+			break;
+		}
+		if (it.left <= room && !eor && type == ULPO_TLS_RECORD_DATA) {
+			/* MSG_MORE and the record is not full: keep the plaintext open. */
+			r = hold(ctx, &it, want, type);
+			if (r < 0)
+				break;
+			copied += want;
+			continue;
+		}
+		/* This record closes now: seal held plaintext and the caller's bytes
+		 * straight from where they are. */
+		if (ctx->open_len) {
+			v[n].iov_base = ctx->open_buf;
+			v[n++].iov_len = ctx->open_len;
+		}
+		n += iter_take(&it, want, v + n, TX_MAX_IOV - n, &take);
+		if (take < want) {
+			/* More iovecs than one pass takes: gather into the open record. */
+			it = save;
+			r = hold(ctx, &it, take, type);
+			if (r < 0)
+				break;
+			copied += take;
+			continue;
+		}
+		r = tx_record(ctx, type, v, n, ctx->open_len + take,
+			      flags | (it.left ? MSG_MORE : 0));
+		if (r == -EAGAIN) {
+			/* The previous record still waits for TCP: nothing taken. */
+			it = save;
+			break;
+		}
+		if (ctx->open_len) {
+			explicit_bzero(ctx->open_buf, ctx->open_len);
+			ctx->open_len = 0;
+		}
+		if (r < 0)
+			break;
+		copied += take;
+	}
+out:
+	pthread_mutex_unlock(&sk->tx_lock);
+	if (copied)
+		return (ssize_t)copied;
+	return r;
+}
+
+ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	size_t chunk = ctx->tx_max_payload, done = 0;
+	uint8_t *buf = malloc(chunk);
+	off_t pos = offset ? *offset : 0;
+	ssize_t r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (done < count) {
+		size_t want = count - done < chunk ? count - done : chunk;
+		ssize_t n = offset ? pread(in_fd, buf, want, pos) : read(in_fd, buf, want);
+		struct iovec v = { .iov_base = buf, .iov_len = (size_t)n };
+		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		/* Like splice: MSG_MORE until the last chunk, then the record closes. */
+		r = tls_sw_sendmsg(sk, &m, done + (size_t)n < count ? MSG_MORE : 0);
+		if (r < 0)
+			break;
+		done += (size_t)r;
+		pos += r;
+		if (r < n) {
+			if (!offset)	/* give back what was read but not sent */
+				lseek(in_fd, (off_t)r - n, SEEK_CUR);
+			break;
+		}
+	}
+	if (done < count && r >= 0) {
+		/* The file ended early: close the record with what was sent (splice_eof). */
+		pthread_mutex_lock(&sk->tx_lock);
+		close_open(ctx, 0);
+		pthread_mutex_unlock(&sk->tx_lock);
+	}
+	explicit_bzero(buf, chunk);
+	free(buf);
+	if (offset)
+		*offset = pos;
+	return done ? (ssize_t)done : r;
+}

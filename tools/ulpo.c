@@ -1,0 +1,38 @@
+/* ulpo.c - the `ulpo` command: version, stats of running processes, the demo. */
+#include <stdio.h>
+#include <string.h>
+
+#include <ulpo/ulpo.h>
+
+#include "ulpo.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ulpo <command> [options]\n"
+		"  version               print the library version\n"
+		"  stats [--pid P] [--json]\n"
+		"                        counters of processes running ulpo (kernel tls_stat names)\n"
+		"  demo [--mib N]        TLS transfer through ulpo with real peers, then counters\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("ulpo %s\n", ulpo_version());
+		return 0;
+	}
+	if (!strcmp(argv[1], "stats"))
+		return ulpo_cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "ulpo: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

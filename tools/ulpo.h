@@ -1,0 +1,8 @@
+/* ulpo.h (tools) - subcommands of the `ulpo` command. */
+#ifndef ULPO_TOOLS_H
+#define ULPO_TOOLS_H
+
+int ulpo_cmd_stats(int argc, char **argv);
+
+
+#endif
