@@ -229,38 +229,17 @@ static int remaining_ms(const struct timespec *deadline)
  * needs from the kernel, poll the kernel, then let the ULP turn kernel readiness into
  * its own (bytes of a partial record are not POLLIN). Repeat while the kernel woke us
  * for nothing the caller can see, until the timeout. */
-int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
-{
-	struct ulpo_sock *stack_sks[64], **sks = stack_sks;
-	short stack_ev[64], *user_ev = stack_ev;
-	struct timespec deadline;
-	int r = 0, ready;
-	nfds_t i;
-	bool any = false;
+struct poll_slot {
+	struct ulpo_sock *sk;
+	short events;		/* as the caller asked */
+	short own;		/* ready without the kernel */
+};
 
-	if (nfds > 64) {
-		sks = calloc(nfds, sizeof(*sks));
-		user_ev = calloc(nfds, sizeof(*user_ev));
-		if (!sks || !user_ev) {
-			free(sks == stack_sks ? NULL : sks);
-			free(user_ev == stack_ev ? NULL : user_ev);
-			errno = ENOMEM;
-			return -1;
-		}
-	}
-	for (i = 0; i < nfds; i++) {
-		sks[i] = fds[i].fd >= 0 ? ulpo_sock_lookup(fds[i].fd) : NULL;
-		if (sks[i] && !sks[i]->proto->poll) {
-			ulpo_sock_put(sks[i]);
-			sks[i] = NULL;
-		}
-		user_ev[i] = fds[i].events;
-		any |= sks[i] != NULL;
-	}
-	if (!any) {
-		r = poll(fds, nfds, timeout);
-		goto out;
-	}
+static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_slot *sl)
+{
+	struct timespec deadline;
+	int r;
+
 	if (timeout > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_sec += timeout / 1000;
@@ -271,18 +250,17 @@ int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		}
 	}
 	for (;;) {
-		int t = timeout;
-		short own[nfds ? nfds : 1];
+		int t = timeout, ready = 0;
+		nfds_t i;
 
-		ready = 0;
 		for (i = 0; i < nfds; i++) {
-			own[i] = 0;
-			if (sks[i]) {
-				short kev = user_ev[i];
+			sl[i].own = 0;
+			if (sl[i].sk) {
+				short kev = sl[i].events;
 
-				own[i] = sks[i]->proto->poll(sks[i], user_ev[i], &kev);
+				sl[i].own = sl[i].sk->proto->poll(sl[i].sk, sl[i].events, &kev);
 				fds[i].events = kev;
-				ready += own[i] != 0;
+				ready += sl[i].own != 0;
 			}
 		}
 		if (ready)
@@ -291,33 +269,58 @@ int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 			t = remaining_ms(&deadline);
 		r = poll(fds, nfds, t);
 		if (r < 0)
-			break;
+			return r;
 		r = 0;
 		for (i = 0; i < nfds; i++) {
-			if (sks[i]) {
+			if (sl[i].sk) {
 				short rev = fds[i].revents;
 
 				if (rev)
-					rev = sks[i]->proto->poll_finish(sks[i], user_ev[i], rev);
-				fds[i].revents = (rev | own[i]) &
-						 (user_ev[i] | POLLERR | POLLHUP | POLLNVAL);
-				fds[i].events = user_ev[i];
+					rev = sl[i].sk->proto->poll_finish(sl[i].sk, sl[i].events, rev);
+				fds[i].revents = (rev | sl[i].own) &
+						 (sl[i].events | POLLERR | POLLHUP | POLLNVAL);
+				fds[i].events = sl[i].events;
 			}
 			r += fds[i].revents != 0;
 		}
 		if (r || t == 0 || (timeout > 0 && remaining_ms(&deadline) == 0))
-			break;
+			return r;
 	}
-out:
-	for (i = 0; i < nfds; i++) {
-		if (sks[i]) {
-			fds[i].events = user_ev[i];
-			ulpo_sock_put(sks[i]);
+}
+
+int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	struct poll_slot stack_sl[32], *sl = stack_sl;
+	bool any = false;
+	int r, e;
+	nfds_t i;
+
+	if (nfds > 32) {
+		sl = calloc(nfds, sizeof(*sl));
+		if (!sl) {
+			errno = ENOMEM;
+			return -1;
 		}
 	}
-	if (sks != stack_sks) {
-		free(sks);
-		free(user_ev);
+	for (i = 0; i < nfds; i++) {
+		sl[i].sk = fds[i].fd >= 0 ? ulpo_sock_lookup(fds[i].fd) : NULL;
+		if (sl[i].sk && !sl[i].sk->proto->poll) {
+			ulpo_sock_put(sl[i].sk);
+			sl[i].sk = NULL;
+		}
+		sl[i].events = fds[i].events;
+		any |= sl[i].sk != NULL;
 	}
+	r = any ? poll_loop(fds, nfds, timeout, sl) : poll(fds, nfds, timeout);
+	e = errno;
+	for (i = 0; i < nfds; i++) {
+		if (sl[i].sk) {
+			fds[i].events = sl[i].events;
+			ulpo_sock_put(sl[i].sk);
+		}
+	}
+	if (sl != stack_sl)
+		free(sl);
+	errno = e;
 	return r;
 }

@@ -73,6 +73,7 @@ struct tls_context {
 	size_t rx_ndec;			/* records at the head already decrypted (held) */
 	size_t rx_consumed;		/* plaintext bytes of the head record already read */
 	bool rx_no_pad;
+	int rcvlowat;			/* SO_RCVLOWAT, kept here: read on every recv */
 	bool rx_eof;
 	bool key_update_pending;	/* KeyUpdate read: EKEYEXPIRED until new TLS_RX */
 	bool rx_stopped;		/* a bad header stopped the parser for good */

@@ -132,6 +132,16 @@ static void tls_ctx_free(struct tls_context *ctx)
 	free(ctx);
 }
 
+static int sock_rcvlowat(int fd)
+{
+	int v = 1;
+	socklen_t l = sizeof(v);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) || v < 1)
+		v = 1;
+	return v;
+}
+
 static bool tcp_established(int fd)
 {
 	struct tcp_info ti;
@@ -165,6 +175,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 		return -ENOMEM;
 	ctx->sk = sk;
 	ctx->tx_max_payload = ULPO_TLS_MAX_PAYLOAD;
+	ctx->rcvlowat = sock_rcvlowat(sk->fd);
 	pthread_mutex_lock(&sk->tx_lock);
 	pthread_mutex_lock(&sk->rx_lock);
 	sk->ulp = ctx;
@@ -270,8 +281,13 @@ static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
 	uint32_t val;
 	uint16_t v16;
 
-	if (level != SOL_TLS)
-		return ulpo_tcp_setsockopt(sk, level, optname, optval, optlen);
+	if (level != SOL_TLS) {
+		int r = ulpo_tcp_setsockopt(sk, level, optname, optval, optlen);
+
+		if (r == 0 && level == SOL_SOCKET && optname == SO_RCVLOWAT)
+			ctx->rcvlowat = sock_rcvlowat(sk->fd);
+		return r;
+	}
 	switch (optname) {
 	case TLS_TX:
 	case TLS_RX:

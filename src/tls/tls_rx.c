@@ -350,16 +350,6 @@ static void rx_consume_head(struct tls_context *ctx)
 	ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
 }
 
-static size_t rcvlowat(int fd)
-{
-	int v = 1;
-	socklen_t l = sizeof(v);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) || v < 1)
-		v = 1;
-	return (size_t)v;
-}
-
 ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 {
 	struct tls_context *ctx = tls_ctx(sk);
@@ -379,7 +369,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	if (flags & MSG_WAITALL)
 		target = d.left;
 	else {
-		target = rcvlowat(sk->fd);
+		target = (size_t)ctx->rcvlowat;
 		if (target > d.left)
 			target = d.left;
 	}
