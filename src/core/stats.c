@@ -3,6 +3,7 @@
  * reads them; the file goes away at exit, and a reader ignores files of dead pids. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +49,11 @@ void ulpo_stats_get(uint64_t *ret_values)
 }
 
 static char page_path[64];
+static bool atexit_set;
 
 static void unpublish(void)
 {
-	if (page_path[0] && ulpo_stats->pid == getpid())
+	if (page_path[0] && ulpo_stats != &local_page && ulpo_stats->pid == getpid())
 		unlink(page_path);
 }
 
@@ -95,12 +97,42 @@ static void publish_once(void)
 	for (int i = 0; i < ULPO_STAT_MAX; i++)
 		atomic_store(&p->values[i], atomic_load(&local_page.values[i]));
 	ulpo_stats = p;
-	atexit(unpublish);
+	if (!atexit_set) {
+		atexit(unpublish);
+		atexit_set = true;
+	}
+}
+
+static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool published;
+
+/* A forked child is another process: it leaves the parent's page and publishes its own
+ * on its next TLS socket. Its counts start at zero but for the sockets it holds. */
+static void child_after_fork(void)
+{
+	for (int i = 0; i < ULPO_STAT_MAX; i++) {
+		bool curr = i == ULPO_STAT_TLS_CURR_TX_SW || i == ULPO_STAT_TLS_CURR_RX_SW;
+
+		atomic_store(&local_page.values[i], curr ? atomic_load(&ulpo_stats->values[i]) : 0);
+	}
+	ulpo_stats = &local_page;	/* the parent's page stays mapped, unused */
+	page_path[0] = 0;
+	published = false;
+	pthread_mutex_init(&publish_lock, NULL);
 }
 
 void ulpo_stats_publish(void)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	static bool atfork_set;
 
-	pthread_once(&once, publish_once);
+	pthread_mutex_lock(&publish_lock);
+	if (!atfork_set) {
+		pthread_atfork(NULL, NULL, child_after_fork);
+		atfork_set = true;
+	}
+	if (!published) {
+		publish_once();
+		published = true;
+	}
+	pthread_mutex_unlock(&publish_lock);
 }

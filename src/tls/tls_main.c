@@ -448,17 +448,25 @@ static int tls_getsockopt(struct ulpo_sock *sk, int level, int optname,
 
 /* ---- protocol ops: each direction is TLS once keyed, TCP before ---- */
 
+/* A direction still on TCP reports an error the other direction set on the socket, as
+ * tcp_sendmsg/tcp_recvmsg report sk_err (and clear it). */
 static ssize_t tls_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags)
 {
-	if (!tls_ctx(sk)->tx_ready)
-		return ulpo_tcp_sendmsg(sk, msg, flags);
+	if (!tls_ctx(sk)->tx_ready) {
+		int err = ulpo_sock_error(sk);
+
+		return err ? err : ulpo_tcp_sendmsg(sk, msg, flags);
+	}
 	return tls_sw_sendmsg(sk, msg, flags);
 }
 
 static ssize_t tls_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 {
-	if (!tls_ctx(sk)->rx_ready)
-		return ulpo_tcp_recvmsg(sk, msg, flags);
+	if (!tls_ctx(sk)->rx_ready) {
+		int err = ulpo_sock_error(sk);
+
+		return err ? err : ulpo_tcp_recvmsg(sk, msg, flags);
+	}
 	return tls_sw_recvmsg(sk, msg, flags);
 }
 
