@@ -13,6 +13,10 @@
 struct ulpo_aead;
 struct ulpo_sock;
 
+#ifndef ULPO_API
+#define ULPO_API __attribute__((visibility("default")))
+#endif
+
 enum ulpo_device_cap {
 	ULPO_DEV_CAP_TLS_TX = 1u << 0,
 	ULPO_DEV_CAP_TLS_RX = 1u << 1,
@@ -62,11 +66,11 @@ struct ulpo_device {
 };
 
 /* Register a device; it is preferred over those registered before it. */
-void ulpo_device_register(struct ulpo_device *dev);
-void ulpo_device_unregister(struct ulpo_device *dev);
+ULPO_API void ulpo_device_register(struct ulpo_device *dev);
+ULPO_API void ulpo_device_unregister(struct ulpo_device *dev);
 /* The software device: always present, takes everything. */
-struct ulpo_device *ulpo_device_sw(void);
+ULPO_API struct ulpo_device *ulpo_device_sw(void);
 /* First registered device that has all caps in `caps` and accepts the connection. */
-struct ulpo_device *ulpo_device_bind_tls(struct ulpo_sock *sk, enum ulpo_tls_dir dir);
+ULPO_API struct ulpo_device *ulpo_device_bind_tls(struct ulpo_sock *sk, enum ulpo_tls_dir dir);
 
 #endif

@@ -17,29 +17,33 @@
 extern "C" {
 #endif
 
-int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
-int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+#ifndef ULPO_API
+#define ULPO_API __attribute__((visibility("default")))
+#endif
 
-ssize_t ulpo_send(int fd, const void *buf, size_t len, int flags);
-ssize_t ulpo_sendto(int fd, const void *buf, size_t len, int flags,
+ULPO_API int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+ULPO_API int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+
+ULPO_API ssize_t ulpo_send(int fd, const void *buf, size_t len, int flags);
+ULPO_API ssize_t ulpo_sendto(int fd, const void *buf, size_t len, int flags,
 		    const struct sockaddr *addr, socklen_t addrlen);
-ssize_t ulpo_sendmsg(int fd, const struct msghdr *msg, int flags);
-ssize_t ulpo_write(int fd, const void *buf, size_t len);
-ssize_t ulpo_writev(int fd, const struct iovec *iov, int iovcnt);
+ULPO_API ssize_t ulpo_sendmsg(int fd, const struct msghdr *msg, int flags);
+ULPO_API ssize_t ulpo_write(int fd, const void *buf, size_t len);
+ULPO_API ssize_t ulpo_writev(int fd, const struct iovec *iov, int iovcnt);
 
-ssize_t ulpo_recv(int fd, void *buf, size_t len, int flags);
-ssize_t ulpo_recvfrom(int fd, void *buf, size_t len, int flags,
+ULPO_API ssize_t ulpo_recv(int fd, void *buf, size_t len, int flags);
+ULPO_API ssize_t ulpo_recvfrom(int fd, void *buf, size_t len, int flags,
 		      struct sockaddr *addr, socklen_t *addrlen);
-ssize_t ulpo_recvmsg(int fd, struct msghdr *msg, int flags);
-ssize_t ulpo_read(int fd, void *buf, size_t len);
-ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt);
+ULPO_API ssize_t ulpo_recvmsg(int fd, struct msghdr *msg, int flags);
+ULPO_API ssize_t ulpo_read(int fd, void *buf, size_t len);
+ULPO_API ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt);
 
-ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
-int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout);
-int ulpo_shutdown(int fd, int how);
-int ulpo_close(int fd);
+ULPO_API ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+ULPO_API int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+ULPO_API int ulpo_shutdown(int fd, int how);
+ULPO_API int ulpo_close(int fd);
 
-const char *ulpo_version(void);
+ULPO_API const char *ulpo_version(void);
 
 /* Counters, named as the kernel's /proc/net/tls_stat. */
 enum ulpo_stat {
@@ -65,9 +69,9 @@ enum ulpo_stat {
 };
 
 /* Name of a counter ("TlsTxSw", ...), NULL past the end. */
-const char *ulpo_stat_name(enum ulpo_stat stat);
+ULPO_API const char *ulpo_stat_name(enum ulpo_stat stat);
 /* Snapshot of this process's counters into ret_values[ULPO_STAT_MAX]. */
-void ulpo_stats_get(uint64_t *ret_values);
+ULPO_API void ulpo_stats_get(uint64_t *ret_values);
 
 #ifdef __cplusplus
 }
