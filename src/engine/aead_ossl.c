@@ -1,6 +1,6 @@
 /* aead_ossl.c - the OpenSSL 3 libcrypto backend of aead.h: AES-GCM, AES-CCM,
- * ChaCha20-Poly1305 and ARIA-GCM through EVP. Each context holds one keyed
- * EVP_CIPHER_CTX; a call only sets the nonce, so the key schedule is computed once. */
+ * ChaCha20-Poly1305 and ARIA-GCM through EVP. Each context holds a keyed
+ * EVP_CIPHER_CTX (two for CCM); a call only sets the nonce, so keys are scheduled once. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -90,15 +90,12 @@ static void ossl_free(struct ulpo_aead *aead)
 static int key_ctx(EVP_CIPHER_CTX *ctx, EVP_CIPHER *cipher, bool ccm, const uint8_t *key,
 		   int enc)
 {
-	int ok;
-
-	ERR_set_mark();
-	ok = EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) &&
-	     EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, ULPO_AEAD_NONCE_LEN, NULL) > 0 &&
-	     (!ccm || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, ULPO_AEAD_TAG_LEN, NULL) > 0) &&
-	     EVP_CipherInit_ex2(ctx, NULL, key, NULL, enc, NULL);
-	ERR_pop_to_mark();
-	return ok ? 0 : -EIO;
+	if (!EVP_CipherInit_ex2(ctx, cipher, NULL, NULL, enc, NULL) ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, ULPO_AEAD_NONCE_LEN, NULL) <= 0 ||
+	    (ccm && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, ULPO_AEAD_TAG_LEN, NULL) <= 0) ||
+	    !EVP_CipherInit_ex2(ctx, NULL, key, NULL, enc, NULL))
+		return -EIO;
+	return 0;
 }
 
 static int ossl_new(enum ulpo_aead_alg alg, const uint8_t *key, size_t keylen,
