@@ -1,0 +1,103 @@
+#!/bin/sh
+# run_vm.sh - the 'vm' test suite: boot Debian's Linux 6.1 in QEMU once (peers/linux-vm/vm.sh)
+# and run, against the kernel's own kTLS, (A) ktls_peer: kernel <-> ulpo transfers and
+# ciphertext identity per (version, cipher), (B) tests/tls/test_tls.c built for the kernel.
+# usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS
+# env: ULPO_VM_SH overrides VM_SH; VM_SEED (default: random, printed); VM_KIB: KiB per
+#      direction and cell (default 16384); VM_PARTS (default "A B"), VM_KEEP=1 keeps the work directory.
+# Exit 77 only when qemu or the kernel image is missing.
+set -u
+VM_SH=${ULPO_VM_SH:-$1} HOST_PEER=$2 GUEST_PEER=$3 GUEST_TEST=$4
+K=${K:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
+SEED=${VM_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+KIB=${VM_KIB:-16384}
+PARTS=${VM_PARTS:-A B}
+T0=$(date +%s)
+
+command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
+[ -n "$K" ] && [ -f "/boot/vmlinuz-$K" ] || { echo "SKIP: no kernel image /boot/vmlinuz-$K"; exit 77; }
+[ -f "$VM_SH" ] || { echo "FAIL: $VM_SH not found"; exit 1; }
+
+# Three free host ports: nvmet forward (unused here), the guest shell, and our listener.
+set -- $(python3 -c 'import socket
+ss=[socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+PORT=$1 CPORT=$2 HPORT=$3
+W=$(mktemp -d /tmp/ulpo-vm.XXXXXX)
+export K W PORT CPORT
+echo "vm: kernel $K, work dir $W, ports $PORT/$CPORT/$HPORT, seed $SEED, $KIB KiB per cell"
+
+cleanup() {
+	[ -n "${HPID:-}" ] && kill "$HPID" 2>/dev/null
+	sh "$VM_SH" stop >/dev/null 2>&1
+	[ "${VM_KEEP:-0}" = 1 ] || rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+EXTRA_BINS="$GUEST_PEER $GUEST_TEST" sh "$VM_SH" build >"$W/build.log" 2>&1 ||
+	{ cat "$W/build.log"; echo "FAIL: vm.sh build"; exit 1; }
+sh "$VM_SH" start || { echo "FAIL: vm.sh start"; exit 1; }
+
+# Run a command in the guest through its root shell; longer timeout than 'vm.sh exec'.
+gexec() {
+	python3 -c 'import socket,sys
+s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),timeout=float(sys.argv[3]))
+s.sendall((sys.argv[2]+"\nexit\n").encode())
+while True:
+    d=s.recv(65536)
+    if not d: break
+    sys.stdout.write(d.decode(errors="replace")); sys.stdout.flush()' "$CPORT" "$1" "${2:-600}"
+}
+
+FAILED=0
+GP=$(basename "$GUEST_PEER") GT=$(basename "$GUEST_TEST")
+
+case " $PARTS " in *" A "*)
+	echo "== A: kernel kTLS in the guest <-> ulpo on the host (every cell: data verified byte for byte)"
+	TA=$(date +%s)
+	"$HOST_PEER" host "$HPORT" "$SEED" "$KIB" >"$W/host.log" 2>&1 &
+	HPID=$!
+	i=0
+	until grep -q listening "$W/host.log" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 100 ] || ! kill -0 "$HPID" 2>/dev/null; then
+			cat "$W/host.log"; echo "FAIL: host peer did not start"; exit 1
+		fi
+		sleep 0.1
+	done
+	gexec "/bin/$GP guest 10.0.2.2 $HPORT $SEED $KIB; echo guest-exit=\$?" 300 >"$W/guest.log"
+	wait "$HPID"
+	HRC=$?
+	HPID=
+	grep -v '^listening' "$W/host.log"
+	# The host prints every cell (with the guest's verdict); show the guest's failures too.
+	grep '^FAIL' "$W/guest.log" | sed 's/^/guest: /'
+	grep -q 'guest-exit=0' "$W/guest.log" || { echo "guest side failed:"; cat "$W/guest.log"; FAILED=1; }
+	[ "$HRC" = 0 ] || FAILED=1
+	echo "A took $(($(date +%s) - TA)) s"
+	;;
+esac
+
+case " $PARTS " in *" B "*)
+	echo "== B: tests/tls/test_tls.c in the guest against kernel kTLS (-DTEST_KERNEL -DTEST_KERNEL_61)"
+	TB=$(date +%s)
+	# One run per variant, each under a timeout, so a hang costs one variant, not the rest.
+	gexec "for v in 1_2-AES_GCM_128 1_2-AES_GCM_256 1_2-AES_CCM_128 1_2-CHACHA20_POLY1305 \
+		1_3-AES_GCM_128 1_3-AES_GCM_256 1_3-AES_CCM_128 1_3-CHACHA20_POLY1305 fd_reuse; do
+		timeout 240 /bin/$GT \$v >/tmp/t.log 2>&1; rc=\$?
+		grep -v '^seed\|^SKIP' /tmp/t.log; echo \"test_tls-exit \$v \$rc\"
+	done" 300 >"$W/test_tls.log"
+	grep -v '^test_tls-exit\|passed, .* failed' "$W/test_tls.log"
+	P=$(awk '/ passed, .* failed/ { p += $1 } END { print p + 0 }' "$W/test_tls.log")
+	F=$(awk '/ passed, .* failed/ { f += $3 } END { print f + 0 }' "$W/test_tls.log")
+	N=$(grep -c 'passed, .* failed' "$W/test_tls.log")
+	echo "test_tls in the guest: $P passed, $F failed ($N of 9 runs finished; SM4/ARIA are not in 6.1)"
+	[ "$F" = 0 ] && [ "$N" = 9 ] || FAILED=1
+	echo "B took $(($(date +%s) - TB)) s"
+	;;
+esac
+
+echo "vm suite: $( [ $FAILED = 0 ] && echo PASS || echo FAIL ) in $(($(date +%s) - T0)) s (seed $SEED)"
+exit $FAILED
