@@ -482,6 +482,9 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 	struct tls_context *ctx = tls_ctx(sk);
 	short own = 0, kev = events;
 
+	/* A socket error (a record that failed to decrypt) is POLLERR, as tcp_poll has it. */
+	if (atomic_load_explicit(&sk->err, memory_order_relaxed))
+		own |= POLLERR;
 	if (ctx->rx_ready && (events & (POLLIN | POLLRDNORM))) {
 		pthread_mutex_lock(&sk->rx_lock);
 		if (tls_rx_ready(ctx, false))

@@ -359,13 +359,14 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	struct dst_iter d;
 	uint8_t control = 0;
 	long err = 0;
+	/* A failed call leaves the caller's msghdr as it was, as the syscall does. */
+	int saved_flags = msg->msg_flags;
+	size_t saved_controllen = msg->msg_controllen, held_at_start;
 
-	if (flags & MSG_OOB)
-		return -EINVAL;
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
 	msg->msg_flags = 0;
-	msg->msg_namelen = 0;
 	pthread_mutex_lock(&sk->rx_lock);
+	held_at_start = ctx->rx_ndec;
 	if (flags & MSG_WAITALL)
 		target = d.left;
 	else {
@@ -510,6 +511,10 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 				msg->msg_flags |= MSG_EOR;
 			}
 		} else if (n == avail) {
+			/* The kernel marks a record peeked whole from its rx_list (held from an
+			 * earlier call), not one decrypted by this peek. */
+			if (recidx < held_at_start)
+				msg->msg_flags |= MSG_EOR;
 			rel += wire;
 			recidx++;
 		}
@@ -522,7 +527,11 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	    !ctx->rx_fatal)
 		ulpo_sock_set_error(sk, (int)err);	/* for the next read */
 	pthread_mutex_unlock(&sk->rx_lock);
-	if (copied)
+	if (copied || err >= 0) {
+		msg->msg_namelen = 0;
 		return (ssize_t)copied;
+	}
+	msg->msg_flags = saved_flags;
+	msg->msg_controllen = saved_controllen;
 	return err;
 }

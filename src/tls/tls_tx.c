@@ -13,7 +13,15 @@
 #include "core/stats.h"
 #include "tls/tls.h"
 
-#define TX_FLAGS_OK (MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR)
+#ifndef MSG_CMSG_COMPAT
+#define MSG_CMSG_COMPAT 0x80000000
+#endif
+#ifndef MSG_SPLICE_PAGES
+#define MSG_SPLICE_PAGES 0x8000000
+#endif
+/* What tls_sw_sendmsg accepts; the last two are kernel-internal and have no effect. */
+#define TX_FLAGS_OK ((int)(MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR | \
+			  MSG_CMSG_COMPAT | MSG_SPLICE_PAGES))
 #define TX_MAX_IOV 64			/* pieces of one record's plaintext */
 
 static int tx_alloc(struct tls_context *ctx)

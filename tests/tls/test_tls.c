@@ -229,9 +229,17 @@ static void t_control_records(const struct variant *v, uint64_t seed)
 	CHECK_EQ(type, 23);
 	CHECK(memcmp(buf, "data1", 5) == 0);
 	CHECK(mf & MSG_EOR);
-	/* A control record without room for its cmsg: EIO, and it stays queued. */
+	/* A control record without room for its cmsg: EIO, and it stays queued; the
+	 * failed call leaves the caller's msghdr as it was. */
 	CHECK_ERR(U(recv)(s, buf, sizeof(buf), 0), EIO);
-	CHECK_ERR(U(recv)(s, buf, sizeof(buf), 0), EIO);
+	{
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_flags = 0x4242 };
+
+		CHECK_ERR(U(recvmsg)(s, &m, 0), EIO);
+		CHECK_EQ(m.msg_flags, 0x4242);
+		CHECK_EQ(m.msg_controllen, 0);
+	}
 	/* Peek with a cmsg, then read: the same record. */
 	CHECK_EQ(recv_typed(s, buf, sizeof(buf), MSG_PEEK, &type, NULL), 5);
 	CHECK_EQ(type, 21);
@@ -304,6 +312,16 @@ static void t_peek_waitall_lowat(const struct variant *v, uint64_t seed)
 	CHECK(memcmp(buf, "0123456789abcde", 15) == 0);
 	CHECK_EQ(U(recv)(s, buf, 3, MSG_PEEK), 3);
 	CHECK(memcmp(buf, "012", 3) == 0);
+	/* A record peeked whole again, from what an earlier call decrypted, is MSG_EOR. */
+	{
+		struct iovec iov = { .iov_base = buf, .iov_len = 12 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+		CHECK_EQ(U(recvmsg)(s, &m, MSG_PEEK), 12);
+		CHECK(m.msg_flags & MSG_EOR);
+	}
+	/* MSG_OOB means nothing to a TLS read: it reads. */
+	CHECK_EQ(U(recv)(s, buf, 3, MSG_PEEK | MSG_OOB), 3);
 	/* Partial reads of a record. */
 	CHECK_EQ(U(recv)(s, buf, 4, 0), 4);
 	CHECK(memcmp(buf, "0123", 4) == 0);
@@ -607,7 +625,10 @@ static void t_rx_errors(const struct variant *v, uint64_t seed)
 	{
 		struct pollfd p = { .fd = s, .events = POLLIN };
 
+		/* The record is still there (POLLIN) and the socket has an error. */
 		CHECK(U(poll)(&p, 1, 0) == 1);
+		CHECK(p.revents & POLLIN);
+		CHECK(p.revents & POLLERR);
 	}
 	codec_free(&cd);
 	close_pair(c, s);
