@@ -28,6 +28,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "stats"))
 		return ulpo_cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "demo"))
+		return ulpo_cmd_demo(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

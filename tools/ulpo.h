@@ -3,6 +3,7 @@
 #define ULPO_TOOLS_H
 
 int ulpo_cmd_stats(int argc, char **argv);
+int ulpo_cmd_demo(int argc, char **argv);
 
 
 #endif
