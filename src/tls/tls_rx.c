@@ -65,8 +65,15 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 			return -ENOMEM;
 		ctx->rx_cap = RX_CAP;
 	}
-	if (ctx->rx_stopped)
-		ctx->rx_head = ctx->rx_tail;	/* never parsed again: drop it */
+	if (ctx->rx_stopped) {
+		/* Bytes after a bad header are never parsed again: drop them, but keep
+		 * the records already decrypted (peeked) ahead of it. */
+		size_t end = ctx->rx_head;
+
+		for (size_t i = 0; i < ctx->rx_ndec; i++)
+			end += rec_wire_len(ctx->rxbuf + end);
+		ctx->rx_tail = end;
+	}
 	if (ctx->rx_head && (ctx->rx_head == ctx->rx_tail || ctx->rx_cap - ctx->rx_tail < TLS_MAX_WIRE)) {
 		memmove(ctx->rxbuf, ctx->rxbuf + ctx->rx_head, ctx->rx_tail - ctx->rx_head);
 		ctx->rx_tail -= ctx->rx_head;
@@ -122,12 +129,13 @@ static int put_record_type(struct msghdr *msg, size_t *cm_used, uint8_t type)
 {
 	size_t room = msg->msg_controllen - *cm_used, cmlen = CMSG_LEN(1);
 	struct cmsghdr h = { .cmsg_level = SOL_TLS, .cmsg_type = TLS_GET_RECORD_TYPE };
-	uint8_t *p = (uint8_t *)msg->msg_control + *cm_used;
+	uint8_t *p;
 
 	if (!msg->msg_control || room < sizeof(struct cmsghdr)) {
 		msg->msg_flags |= MSG_CTRUNC;
 		return 0;
 	}
+	p = (uint8_t *)msg->msg_control + *cm_used;
 	if (room < cmlen) {
 		msg->msg_flags |= MSG_CTRUNC;
 		cmlen = room;
