@@ -65,8 +65,8 @@ int tls_tx_push_pending(struct tls_context *ctx, int flags)
 		if (n < 0) {
 			int e = errno;
 
-			if (e == EINTR && !(flags & MSG_DONTWAIT))
-				continue;
+			/* EINTR goes to the caller as the kernel's would: a handler with
+			 * SA_RESTART never lets it out of send(). */
 			if (e == EAGAIN || e == EINTR)
 				return -e;
 			ulpo_sock_set_error(ctx->sk, -EBADMSG);
@@ -93,7 +93,11 @@ int tls_tx_flush(struct tls_context *ctx, int flags)
 	return r;
 }
 
-/* Encrypt one record of `plen` bytes made of `src` into ctx->wire and transmit it. */
+/* Encrypt one record of `plen` bytes made of `src` into ctx->wire and transmit it.
+ * 0: the record was taken (sealed, sequence advanced), whatever TCP then did with it: a
+ * part TCP did not take waits in ctx->wire, a TCP error is left on the socket for the
+ * next call, as the kernel counts the bytes of a pushed record as sent. Negative errno:
+ * the record was not taken and its plaintext is still the caller's. */
 static int tx_record(struct tls_context *ctx, uint8_t type, const struct iovec *src,
 		     int srccnt, size_t plen, int flags)
 {
@@ -150,10 +154,8 @@ static int tx_record(struct tls_context *ctx, uint8_t type, const struct iovec *
 	ctx->wire_sent = 0;
 	ulpo_stat_add(ULPO_STAT_TX_RECORDS, 1);
 	ulpo_stat_add(ULPO_STAT_TX_BYTES, (int64_t)plen);
-	/* The record is accepted now: a TCP that takes part of it (or none, EAGAIN) leaves
-	 * the rest for the next call or for poll. */
-	r = tls_tx_push_pending(ctx, flags);
-	return r == -EAGAIN || r == -EINTR ? 0 : r;	/* accepted all the same */
+	tls_tx_push_pending(ctx, flags);
+	return 0;
 }
 
 /* TLS_SET_RECORD_TYPE (tls_process_cmsg): only looked at when there is control data,
@@ -190,11 +192,11 @@ static int close_open(struct tls_context *ctx, int flags)
 	if (!ctx->open_len)
 		return 0;
 	r = tx_record(ctx, ctx->open_type, &v, 1, ctx->open_len, flags);
-	if (r == -EAGAIN)
+	if (r < 0)
 		return r;	/* not taken: the record stays open */
 	explicit_bzero(ctx->open_buf, ctx->open_len);
 	ctx->open_len = 0;
-	return r;
+	return 0;
 }
 
 struct iov_iter {
@@ -330,8 +332,8 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 		}
 		r = tx_record(ctx, type, v, n, ctx->open_len + take,
 			      flags | (it.left ? MSG_MORE : 0));
-		if (r == -EAGAIN) {
-			/* The previous record still waits for TCP: nothing taken. */
+		if (r < 0) {
+			/* Not taken (e.g. the previous record still waits for TCP). */
 			it = save;
 			break;
 		}
@@ -339,8 +341,6 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 			explicit_bzero(ctx->open_buf, ctx->open_len);
 			ctx->open_len = 0;
 		}
-		if (r < 0)
-			break;
 		copied += take;
 	}
 out:

@@ -1,7 +1,9 @@
 /* test_counters.c - ulpo-only checks that a kernel run cannot make: the tls_stat
  * counters move exactly when the kernel's do, records really decrypt into the caller's
  * buffer (zero-copy), SO_RCVTIMEO, and `ulpo stats` reads a live process's counters. */
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -19,6 +21,24 @@ static uint64_t stat_now(enum ulpo_stat s)
 }
 
 #define DELTA(s, before) ((long long)(stat_now(s) - (before)))
+
+static uint8_t drained[16 << 20];
+
+static void *drain_into(void *arg)
+{
+	int *a = arg;
+	size_t got = 0, want = (size_t)a[1];
+
+	while (got < want) {
+		ssize_t r = ulpo_recv(a[0], drained + got, sizeof(drained) - got, 0);
+
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	a[2] = (int)got;
+	return NULL;
+}
 
 static void t_install_counters(void)
 {
@@ -128,6 +148,62 @@ static void t_rcvtimeo(void)
 	close_pair(c, s);
 }
 
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+static void *kick_later(void *arg)
+{
+	usleep(200000);
+	pthread_kill(*(pthread_t *)arg, SIGUSR1);
+	return NULL;
+}
+
+/* A blocking send interrupted while the previous record waits for TCP takes nothing,
+ * and loses nothing: plaintext held open by MSG_MORE stays for the next record. */
+static void t_eintr_keeps_open_record(void)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 };	/* no SA_RESTART */
+	size_t cap = 8 << 20, total = 0, got = 0;
+	uint8_t *buf = malloc(cap), *rbuf = malloc(cap);
+	pthread_t self = pthread_self(), th;
+	int c, s, small = 4096, fl;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	memset(buf, 'f', cap);
+	CHECK(tls_pair(&variants[0], 13, &c, &s, false) == 0);
+	CHECK(ulpo_setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+	CHECK(ulpo_setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+	while (total < cap / 2) {	/* until a record waits for TCP */
+		ssize_t r = ulpo_send(c, buf, 16384, MSG_DONTWAIT);
+
+		if (r < 0)
+			break;
+		total += (size_t)r;
+	}
+	CHECK_EQ(ulpo_send(c, "head", 4, MSG_MORE | MSG_DONTWAIT), 4);
+	fl = fcntl(c, F_GETFL);
+	CHECK(fcntl(c, F_SETFL, fl & ~O_NONBLOCK) == 0);
+	pthread_create(&th, NULL, kick_later, &self);
+	CHECK_ERR(ulpo_send(c, "tail", 4, 0), EINTR);
+	pthread_join(th, NULL);
+	/* Drain while the last record goes out. */
+	{
+		int a[3] = { s, (int)total + 5, 0 };
+
+		pthread_create(&th, NULL, drain_into, a);
+		CHECK_EQ(ulpo_send(c, "X", 1, 0), 1);
+		pthread_join(th, NULL);
+		got = (size_t)a[2];
+	}
+	CHECK_EQ(got, total + 5);
+	CHECK(got >= 5 && memcmp(drained + got - 5, "headX", 5) == 0);
+	close_pair(c, s);
+	free(buf);
+	free(rbuf);
+}
+
 /* `ulpo stats --pid P --json` on a child that holds TLS sockets. */
 static void t_stats_cli(const char *ulpo_bin)
 {
@@ -173,14 +249,16 @@ int main(int argc, char **argv)
 		{ "install_counters", t_install_counters },
 		{ "rx_counters", t_rx_counters },
 		{ "rcvtimeo", t_rcvtimeo },
+		{ "eintr_keeps_open_record", t_eintr_keeps_open_record },
 	};
+	const size_t nt = sizeof(tests) / sizeof(tests[0]);
 	int passed = 0, failed = 0, before;
 
 	signal(SIGPIPE, SIG_IGN);
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]) + 1; i++) {
+	for (size_t i = 0; i < nt + 1; i++) {
 		before = t_failed_checks;
-		t_current = i < 3 ? tests[i].name : "stats_cli";
-		if (i < 3)
+		t_current = i < nt ? tests[i].name : "stats_cli";
+		if (i < nt)
 			tests[i].fn();
 		else if (argc > 1)
 			t_stats_cli(argv[1]);
