@@ -35,13 +35,13 @@ static int show(const char *path, int pid, bool json, bool *first)
 		       pid, (int)strnlen(p->comm, sizeof(p->comm)), p->comm);
 		for (unsigned int i = 0; i < p->nstats && i < ULPO_STAT_MAX; i++)
 			printf("%s\"%s\": %llu", i ? ", " : "", ulpo_stat_name(i),
-			       (unsigned long long)atomic_load(&p->values[i]));
+			       (unsigned long long)atomic_load(&p->values[i].v));
 		printf("}}");
 	} else {
 		printf("pid %d (%.*s)\n", pid, (int)strnlen(p->comm, sizeof(p->comm)), p->comm);
 		for (unsigned int i = 0; i < p->nstats && i < ULPO_STAT_MAX; i++)
 			printf("  %-24s %llu\n", ulpo_stat_name(i),
-			       (unsigned long long)atomic_load(&p->values[i]));
+			       (unsigned long long)atomic_load(&p->values[i].v));
 	}
 	*first = false;
 	munmap(p, sizeof(*p));

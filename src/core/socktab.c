@@ -16,8 +16,11 @@
 #define NSTRIPES 64u
 
 static _Atomic(struct ulpo_sock *) *_Atomic chunks[NCHUNKS];
-static pthread_mutex_t stripes[NSTRIPES] = {
-	[0 ... NSTRIPES - 1] = PTHREAD_MUTEX_INITIALIZER
+/* A line each: neighbouring fds (a connection's two ends) must not share one. */
+static struct {
+	pthread_mutex_t m;
+} __attribute__((aligned(64))) stripes[NSTRIPES] = {
+	[0 ... NSTRIPES - 1] = { PTHREAD_MUTEX_INITIALIZER }
 };
 
 static _Atomic(struct ulpo_sock *) *slot(int fd, bool create)
@@ -76,7 +79,7 @@ struct ulpo_sock *ulpo_sock_lookup(int fd)
 	/* Fast path for sockets ulpo does not handle: no lock. */
 	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
 		return NULL;
-	m = &stripes[(unsigned int)fd % NSTRIPES];
+	m = &stripes[(unsigned int)fd % NSTRIPES].m;
 	pthread_mutex_lock(m);
 	sk = atomic_load_explicit(s, memory_order_relaxed);
 	if (sk)
@@ -112,7 +115,7 @@ int ulpo_sock_get_or_create(int fd, struct ulpo_sock **ret_sk)
 	s = slot(fd, true);
 	if (!s)
 		return fd < 0 ? -EBADF : -ENOMEM;
-	m = &stripes[(unsigned int)fd % NSTRIPES];
+	m = &stripes[(unsigned int)fd % NSTRIPES].m;
 	pthread_mutex_lock(m);
 	sk = atomic_load_explicit(s, memory_order_relaxed);
 	if (sk && sk->ino != ino) {
@@ -147,7 +150,7 @@ struct ulpo_sock *ulpo_sock_unhash(int fd)
 
 	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
 		return NULL;
-	m = &stripes[(unsigned int)fd % NSTRIPES];
+	m = &stripes[(unsigned int)fd % NSTRIPES].m;
 	pthread_mutex_lock(m);
 	sk = atomic_exchange_explicit(s, NULL, memory_order_relaxed);
 	pthread_mutex_unlock(m);

@@ -45,7 +45,7 @@ const char *ulpo_stat_name(enum ulpo_stat stat)
 void ulpo_stats_get(uint64_t *ret_values)
 {
 	for (int i = 0; i < ULPO_STAT_MAX; i++)
-		ret_values[i] = atomic_load_explicit(&ulpo_stats->values[i], memory_order_relaxed);
+		ret_values[i] = atomic_load_explicit(&ulpo_stats->values[i].v, memory_order_relaxed);
 }
 
 static char page_path[64];
@@ -95,7 +95,7 @@ static void publish_once(void)
 	}
 	/* Counts taken before publication move with the page. */
 	for (int i = 0; i < ULPO_STAT_MAX; i++)
-		atomic_store(&p->values[i], atomic_load(&local_page.values[i]));
+		atomic_store(&p->values[i].v, atomic_load(&local_page.values[i].v));
 	ulpo_stats = p;
 	if (!atexit_set) {
 		atexit(unpublish);
@@ -113,7 +113,7 @@ static void child_after_fork(void)
 	for (int i = 0; i < ULPO_STAT_MAX; i++) {
 		bool curr = i == ULPO_STAT_TLS_CURR_TX_SW || i == ULPO_STAT_TLS_CURR_RX_SW;
 
-		atomic_store(&local_page.values[i], curr ? atomic_load(&ulpo_stats->values[i]) : 0);
+		atomic_store(&local_page.values[i].v, curr ? atomic_load(&ulpo_stats->values[i].v) : 0);
 	}
 	ulpo_stats = &local_page;	/* the parent's page stays mapped, unused */
 	page_path[0] = 0;

@@ -9,7 +9,7 @@
 #include <ulpo/ulpo.h>
 
 #define ULPO_STATS_MAGIC 0x756c706f53544154ull	/* "ulpoSTAT" */
-#define ULPO_STATS_VERSION 1
+#define ULPO_STATS_VERSION 2
 #define ULPO_STATS_DIR "/dev/shm"
 #define ULPO_STATS_PREFIX "ulpo-stats."
 
@@ -19,7 +19,12 @@ struct ulpo_stats_page {
 	uint32_t nstats;
 	int32_t pid;
 	char comm[36];
-	_Atomic uint64_t values[ULPO_STAT_MAX];
+	/* One cache line per counter: the TX and RX paths of different threads would
+	 * otherwise pull one line back and forth on every record. */
+	struct {
+		_Atomic uint64_t v;
+		uint64_t pad[7];
+	} values[ULPO_STAT_MAX];
 };
 
 extern struct ulpo_stats_page *ulpo_stats;
@@ -29,7 +34,7 @@ void ulpo_stats_publish(void);
 
 static inline void ulpo_stat_add(enum ulpo_stat s, int64_t n)
 {
-	atomic_fetch_add_explicit(&ulpo_stats->values[s], (uint64_t)n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ulpo_stats->values[s].v, (uint64_t)n, memory_order_relaxed);
 }
 
 #endif

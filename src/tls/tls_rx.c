@@ -47,8 +47,10 @@ long tls_rx_msg_size(const struct tls_crypto *c, const uint8_t *p, size_t avail)
 
 void tls_rx_free(struct tls_context *ctx)
 {
+	/* Plaintext decrypted in place may sit anywhere in the buffer: wipe it all, once,
+	 * rather than every record as it is consumed. */
 	if (ctx->rxbuf)
-		explicit_bzero(ctx->rxbuf, ctx->rx_tail);
+		explicit_bzero(ctx->rxbuf, ctx->rx_cap);
 	free(ctx->rxbuf);
 	ctx->rxbuf = NULL;
 	ctx->rx_head = ctx->rx_tail = ctx->rx_ndec = ctx->rx_consumed = 0;
@@ -348,11 +350,7 @@ static void rx_hold(struct tls_context *ctx, size_t rel, uint8_t type, size_t pl
 
 static void rx_consume_head(struct tls_context *ctx)
 {
-	uint8_t *h = ctx->rxbuf + ctx->rx_head;
-	size_t wire = rec_wire_len(h);
-
-	explicit_bzero(h, wire);
-	ctx->rx_head += wire;
+	ctx->rx_head += rec_wire_len(ctx->rxbuf + ctx->rx_head);
 	ctx->rx_ndec--;
 	ctx->rx_consumed = 0;
 	ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
@@ -479,8 +477,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 				}
 				dst_advance(&d, plen);
 				copied += plen;
-				explicit_bzero(h, wire);
-				ctx->rx_head += wire;
+				ctx->rx_head += wire;	/* ciphertext only: nothing to wipe */
 				msg->msg_flags |= MSG_EOR;
 				ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
 				ulpo_stat_add(ULPO_STAT_RX_ZEROCOPY_RECORDS, 1);
