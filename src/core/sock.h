@@ -29,7 +29,10 @@ struct ulpo_proto {
 	/* Called once the kernel reported kernel_revents for the events poll asked. */
 	short (*poll_finish)(struct ulpo_sock *sk, short events, short kernel_revents);
 	int (*shutdown)(struct ulpo_sock *sk, int how);
-	void (*release)(struct ulpo_sock *sk);	/* before close(fd): flush, wipe keys */
+	void (*release)(struct ulpo_sock *sk);	/* before close(fd): flush closed records */
+	/* At the last reference (no call is using the socket any more): free the ULP's
+	 * state and wipe its keys. */
+	void (*destroy)(struct ulpo_sock *sk);
 	int (*setsockopt)(struct ulpo_sock *sk, int level, int optname,
 			  const void *optval, socklen_t optlen);
 	int (*getsockopt)(struct ulpo_sock *sk, int level, int optname,

@@ -59,6 +59,8 @@ static uint64_t fd_ino(int fd)
 
 static void sock_free(struct ulpo_sock *sk)
 {
+	if (sk->proto->destroy)
+		sk->proto->destroy(sk);
 	pthread_mutex_destroy(&sk->tx_lock);
 	pthread_mutex_destroy(&sk->rx_lock);
 	free(sk);

@@ -542,23 +542,28 @@ static int tls_shutdown(struct ulpo_sock *sk, int how)
 	return shutdown(sk->fd, how) ? -errno : 0;
 }
 
+/* close(): records already closed reach TCP before the fd goes. The context stays until
+ * the last reference, as a call on another thread may still be using it. */
 static void tls_release(struct ulpo_sock *sk)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 
 	pthread_mutex_lock(&sk->tx_lock);
-	pthread_mutex_lock(&sk->rx_lock);
-	if (ctx->tx_ready) {
+	if (ctx->tx_ready)
 		tls_tx_flush(ctx, MSG_NOSIGNAL);
+	pthread_mutex_unlock(&sk->tx_lock);
+}
+
+static void tls_destroy(struct ulpo_sock *sk)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+
+	if (ctx->tx_ready)
 		ulpo_stat_add(ULPO_STAT_TLS_CURR_TX_SW, -1);
-	}
 	if (ctx->rx_ready)
 		ulpo_stat_add(ULPO_STAT_TLS_CURR_RX_SW, -1);
 	sk->ulp = NULL;
-	sk->proto = &ulpo_tcp_proto;
-	pthread_mutex_unlock(&sk->rx_lock);
-	pthread_mutex_unlock(&sk->tx_lock);
-	tls_ctx_free(ctx);
+	tls_ctx_free(ctx);	/* wipes keys and buffers */
 }
 
 const struct ulpo_proto ulpo_tls_proto = {
@@ -570,6 +575,7 @@ const struct ulpo_proto ulpo_tls_proto = {
 	.poll_finish = tls_poll_finish,
 	.shutdown = tls_shutdown,
 	.release = tls_release,
+	.destroy = tls_destroy,
 	.setsockopt = tls_setsockopt,
 	.getsockopt = tls_getsockopt,
 };

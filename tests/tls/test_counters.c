@@ -40,6 +40,16 @@ static void *drain_into(void *arg)
 	return NULL;
 }
 
+static void *drain_into_discard(void *arg)
+{
+	static uint8_t sink[65536];
+	int *a = arg;
+
+	while (ulpo_recv(a[0], sink, sizeof(sink), 0) > 0)
+		;
+	return NULL;
+}
+
 static void t_install_counters(void)
 {
 	const struct variant *v = &variants[8];	/* 1.3 AES-GCM-128 */
@@ -204,6 +214,37 @@ static void t_eintr_keeps_open_record(void)
 	free(rbuf);
 }
 
+static void *send_until_error(void *arg)
+{
+	static uint8_t junk[16384];
+	int fd = *(int *)arg;
+
+	while (ulpo_send(fd, junk, sizeof(junk), MSG_NOSIGNAL) > 0)
+		;
+	return NULL;
+}
+
+/* close() while another thread is in a send on the same socket: the send fails, and the
+ * TLS state it uses outlives it (ASan in CI would see a use after free). */
+static void t_close_while_sending(void)
+{
+	for (int i = 0; i < 20; i++) {
+		int c, s, a[3] = { 0, 1 << 30, 0 };
+		pthread_t tx, rx;
+
+		CHECK(tls_pair(&variants[8], 20 + i, &c, &s, false) == 0);
+		a[0] = s;
+		pthread_create(&rx, NULL, drain_into_discard, a);
+		pthread_create(&tx, NULL, send_until_error, &c);
+		usleep(1000 * (i % 5));
+		CHECK(ulpo_close(c) == 0);
+		pthread_join(tx, NULL);
+		shutdown(s, SHUT_RDWR);
+		pthread_join(rx, NULL);
+		ulpo_close(s);
+	}
+}
+
 /* `ulpo stats --pid P --json` on a child that holds TLS sockets. */
 static void t_stats_cli(const char *ulpo_bin)
 {
@@ -250,6 +291,7 @@ int main(int argc, char **argv)
 		{ "rx_counters", t_rx_counters },
 		{ "rcvtimeo", t_rcvtimeo },
 		{ "eintr_keeps_open_record", t_eintr_keeps_open_record },
+		{ "close_while_sending", t_close_while_sending },
 	};
 	const size_t nt = sizeof(tests) / sizeof(tests[0]);
 	int passed = 0, failed = 0, before;
