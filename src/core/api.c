@@ -21,6 +21,17 @@ const char *ulpo_version(void)
 	return ULPO_VERSION_STRING;
 }
 
+/* A socket another thread is closing answers EBADF, as its fd is going away: its calls
+ * must never fall through to the raw fd, which would put plaintext on the wire. */
+static bool closing(struct ulpo_sock *sk)
+{
+	if (!atomic_load_explicit(&sk->closing, memory_order_relaxed))
+		return false;
+	ulpo_sock_put(sk);
+	errno = EBADF;
+	return true;
+}
+
 static long ret_errno(long r)
 {
 	if (r < 0) {
@@ -51,6 +62,8 @@ int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_
 		if (!sk)
 			return setsockopt(fd, level, optname, optval, optlen);
 	}
+	if (closing(sk))
+		return -1;
 	r = sk->proto->setsockopt(sk, level, optname, optval, optlen);
 	ulpo_sock_put(sk);
 	return (int)ret_errno(r);
@@ -63,6 +76,8 @@ int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *opt
 
 	if (!sk)
 		return getsockopt(fd, level, optname, optval, optlen);
+	if (closing(sk))
+		return -1;
 	r = sk->proto->getsockopt(sk, level, optname, optval, optlen);
 	ulpo_sock_put(sk);
 	return (int)ret_errno(r);
@@ -75,6 +90,8 @@ ssize_t ulpo_sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	if (!sk)
 		return sendmsg(fd, msg, flags);
+	if (closing(sk))
+		return -1;
 	r = sk->proto->sendmsg(sk, msg, flags);
 	ulpo_sock_put(sk);
 	return ret_errno(r);
@@ -105,6 +122,8 @@ ssize_t ulpo_writev(int fd, const struct iovec *iov, int iovcnt)
 
 	if (!sk)
 		return writev(fd, iov, iovcnt);
+	if (closing(sk))
+		return -1;
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
 		r = -EINVAL;
 	else
@@ -127,6 +146,8 @@ ssize_t ulpo_recvmsg(int fd, struct msghdr *msg, int flags)
 
 	if (!sk)
 		return recvmsg(fd, msg, flags);
+	if (closing(sk))
+		return -1;
 	r = sk->proto->recvmsg(sk, msg, flags);
 	ulpo_sock_put(sk);
 	return ret_errno(r);
@@ -160,6 +181,8 @@ ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt)
 
 	if (!sk)
 		return readv(fd, iov, iovcnt);
+	if (closing(sk))
+		return -1;
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
 		r = -EINVAL;
 	else
@@ -182,6 +205,8 @@ ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 
 	if (!sk)
 		return sendfile(out_fd, in_fd, offset, count);
+	if (closing(sk))
+		return -1;
 	r = sk->proto->sendfile(sk, in_fd, offset, count);
 	ulpo_sock_put(sk);
 	return ret_errno(r);
@@ -194,6 +219,8 @@ int ulpo_shutdown(int fd, int how)
 
 	if (!sk)
 		return shutdown(fd, how);
+	if (closing(sk))
+		return -1;
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		r = -EINVAL;
 	else
@@ -204,15 +231,28 @@ int ulpo_shutdown(int fd, int how)
 
 int ulpo_close(int fd)
 {
-	struct ulpo_sock *sk = ulpo_sock_unhash(fd);
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	int r, e;
 
-	if (sk) {
-		/* Closed records reach the wire and keys are wiped before the fd goes. */
-		if (sk->proto->release)
-			sk->proto->release(sk);
+	if (!sk)
+		return close(fd);
+	if (atomic_exchange(&sk->closing, true)) {
+		/* Another thread is closing it. */
 		ulpo_sock_put(sk);
+		errno = EBADF;
+		return -1;
 	}
-	return close(fd);
+	/* Closed records reach the wire before the fd goes; the socket stays in the table
+	 * (closing) until then, so no call of another thread reaches the raw fd. */
+	if (sk->proto->release)
+		sk->proto->release(sk);
+	r = close(fd);
+	e = errno;
+	if (ulpo_sock_unhash(fd, sk))
+		ulpo_sock_put(sk);	/* the table's reference */
+	ulpo_sock_put(sk);
+	errno = e;
+	return r;
 }
 
 static int remaining_ms(const struct timespec *deadline)
@@ -304,7 +344,7 @@ int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	}
 	for (i = 0; i < nfds; i++) {
 		sl[i].sk = fds[i].fd >= 0 ? ulpo_sock_lookup(fds[i].fd) : NULL;
-		if (sl[i].sk && !sl[i].sk->proto->poll) {
+		if (sl[i].sk && (!sl[i].sk->proto->poll || atomic_load(&sl[i].sk->closing))) {
 			ulpo_sock_put(sl[i].sk);
 			sl[i].sk = NULL;
 		}

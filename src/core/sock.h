@@ -49,6 +49,7 @@ struct ulpo_sock {
 	pthread_mutex_t tx_lock;
 	pthread_mutex_t rx_lock;
 	atomic_int err;			/* sk_err: set by an abort, reported by the next call */
+	atomic_bool closing;		/* ulpo_close() runs: calls get EBADF, never the raw fd */
 	void *ulp;			/* the ULP's context (struct tls_context) */
 	struct ulpo_device *dev;
 };
@@ -60,8 +61,9 @@ struct ulpo_sock *ulpo_sock_lookup(int fd);
 /* Lookup, creating the socket on the TCP ops if absent (or stale). */
 int ulpo_sock_get_or_create(int fd, struct ulpo_sock **ret_sk);
 void ulpo_sock_put(struct ulpo_sock *sk);
-/* Remove fd's socket from the table; returns the table's reference or NULL. */
-struct ulpo_sock *ulpo_sock_unhash(int fd);
+/* Remove sk from fd's slot if it is still there; true if so (the caller then owns the
+ * table's reference). */
+bool ulpo_sock_unhash(int fd, struct ulpo_sock *sk);
 
 /* sk_err handling as the kernel's sock_error(): read-and-clear. */
 static inline int ulpo_sock_error(struct ulpo_sock *sk)

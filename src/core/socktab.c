@@ -87,6 +87,12 @@ struct ulpo_sock *ulpo_sock_lookup(int fd)
 	if (sk)
 		atomic_fetch_add_explicit(&sk->refs, 1, memory_order_relaxed);
 	pthread_mutex_unlock(m);
+	/* While ulpo_close() runs, the fd may already be closed and its number taken by a
+	 * new socket: that one is not ours. */
+	if (sk && atomic_load(&sk->closing) && fd_ino(fd) != sk->ino) {
+		ulpo_sock_put(sk);
+		return NULL;
+	}
 	return sk;
 }
 
@@ -144,17 +150,20 @@ int ulpo_sock_get_or_create(int fd, struct ulpo_sock **ret_sk)
 	return 0;
 }
 
-struct ulpo_sock *ulpo_sock_unhash(int fd)
+bool ulpo_sock_unhash(int fd, struct ulpo_sock *sk)
 {
 	_Atomic(struct ulpo_sock *) *s = slot(fd, false);
 	pthread_mutex_t *m;
-	struct ulpo_sock *sk;
+	bool removed = false;
 
-	if (!s || !atomic_load_explicit(s, memory_order_relaxed))
-		return NULL;
+	if (!s)
+		return false;
 	m = &stripes[(unsigned int)fd % NSTRIPES].m;
 	pthread_mutex_lock(m);
-	sk = atomic_exchange_explicit(s, NULL, memory_order_relaxed);
+	if (atomic_load_explicit(s, memory_order_relaxed) == sk) {
+		atomic_store_explicit(s, NULL, memory_order_relaxed);
+		removed = true;
+	}
 	pthread_mutex_unlock(m);
-	return sk;
+	return removed;
 }
