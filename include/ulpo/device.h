@@ -25,10 +25,16 @@ enum ulpo_device_cap {
 enum ulpo_job_op {
 	ULPO_JOB_SEAL,	/* AEAD encrypt src -> dst, write tag */
 	ULPO_JOB_OPEN,	/* AEAD decrypt src -> dst, check tag (-EBADMSG) */
+	ULPO_JOB_CRC32C,	/* crc = CRC32C(src), seeded with crc (iSCSI/NVMe polynomial) */
 };
+
+/* The job must run on the submitter's thread and complete before submit returns (its
+ * buffers are the caller's, valid only during the call). */
+#define ULPO_JOB_F_INLINE 0x1
 
 struct ulpo_job {
 	enum ulpo_job_op op;
+	uint32_t flags;			/* ULPO_JOB_F_* */
 	struct ulpo_aead *aead;
 	uint8_t nonce[12];
 	uint8_t aad[13];
@@ -38,6 +44,7 @@ struct ulpo_job {
 	const struct iovec *dst;
 	int dstcnt;
 	uint8_t *tag;
+	uint32_t crc;			/* CRC32C: seed in, result out */
 	int result;			/* 0 or negative errno, valid at completion */
 	/* Runs once the job is done. Owner of the buffers until then: the device. */
 	void (*complete)(struct ulpo_job *job);

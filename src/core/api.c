@@ -291,22 +291,27 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_s
 	}
 	for (;;) {
 		int t = timeout, ready = 0;
+		bool busy = false;
 		nfds_t i;
 
 		for (i = 0; i < nfds; i++) {
 			sl[i].own = 0;
 			if (sl[i].sk) {
 				short kev = sl[i].events;
+				bool b = false;
 
-				sl[i].own = sl[i].sk->proto->poll(sl[i].sk, sl[i].events, &kev);
+				sl[i].own = sl[i].sk->proto->poll(sl[i].sk, sl[i].events, &kev, &b);
 				fds[i].events = kev;
 				ready += sl[i].own != 0;
+				busy |= b;
 			}
 		}
 		if (ready)
 			t = 0;
 		else if (timeout > 0)
 			t = remaining_ms(&deadline);
+		if (busy && (t < 0 || t > 1))
+			t = 1;	/* completions on engine threads do not wake poll() */
 		r = poll(fds, nfds, t);
 		if (r < 0)
 			return r;
@@ -323,7 +328,8 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_s
 			}
 			r += fds[i].revents != 0;
 		}
-		if (r || t == 0 || (timeout > 0 && remaining_ms(&deadline) == 0))
+		if (r || timeout == 0 || (ready && t == 0) ||
+		    (timeout > 0 && remaining_ms(&deadline) == 0))
 			return r;
 	}
 }

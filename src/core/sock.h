@@ -24,8 +24,10 @@ struct ulpo_proto {
 	ssize_t (*sendfile)(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
 	/* Readiness the protocol adds on top of the TCP socket's: returns the events ulpo
 	 * can report without asking the kernel, and sets *ret_kernel_events to what must
-	 * still be asked of the kernel's poll. */
-	short (*poll)(struct ulpo_sock *sk, short events, short *ret_kernel_events);
+	 * still be asked of the kernel's poll; *ret_busy when work in flight elsewhere (the
+	 * engine) may change readiness without the kernel knowing: poll in short slices. */
+	short (*poll)(struct ulpo_sock *sk, short events, short *ret_kernel_events,
+		      bool *ret_busy);
 	/* Called once the kernel reported kernel_revents for the events poll asked. */
 	short (*poll_finish)(struct ulpo_sock *sk, short events, short kernel_revents);
 	int (*shutdown)(struct ulpo_sock *sk, int how);

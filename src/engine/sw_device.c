@@ -1,23 +1,14 @@
-/* sw_device.c - the software offload device: AEAD jobs run on the caller's thread
- * through the crypto backends. Always registered; the async engine replaces the inline
- * run with worker threads without the record layer noticing. */
+/* sw_device.c - the software offload device: always registered, takes every connection,
+ * and hands its jobs to the engine (src/engine/engine.c), which runs them on the caller's
+ * thread or on worker threads as configured; the record layer sees one submit/complete. */
 #include <ulpo/device.h>
 
-#include "engine/aead.h"
+#include "engine/engine.h"
 
 static int sw_submit(struct ulpo_device *dev, struct ulpo_job *job)
 {
 	(void)dev;
-	if (job->op == ULPO_JOB_SEAL)
-		job->result = ulpo_aead_seal(job->aead, job->nonce, job->aad, job->aadlen,
-					     job->src, job->srccnt, job->dst, job->dstcnt,
-					     job->tag);
-	else
-		job->result = ulpo_aead_open(job->aead, job->nonce, job->aad, job->aadlen,
-					     job->src, job->srccnt, job->dst, job->dstcnt,
-					     job->tag);
-	job->complete(job);
-	return 0;
+	return ulpo_engine_submit(job);
 }
 
 static const struct ulpo_device_ops sw_ops = {

@@ -23,6 +23,7 @@
 /* Largest record on the wire: header, explicit IV, payload, 1.3 type byte, tag. */
 #define TLS_MAX_WIRE (TLS_HEADER_SIZE + TLS_EXPLICIT_IV_MAX + ULPO_TLS_MAX_PAYLOAD + 1 + TLS_TAG_SIZE)
 #define TLS_CRYPTO_INFO_MAX 64
+#define TLS_TX_MAX_IOV 64		/* pieces of one record's plaintext */
 
 struct tls_cipher_desc {
 	uint16_t type;
@@ -64,8 +65,14 @@ struct tls_context {
 	uint8_t *open_buf;		/* plaintext of the open record (MSG_MORE) */
 	size_t open_len;
 	uint8_t open_type;
-	uint8_t *wire;			/* the closed record being transmitted */
-	size_t wire_len, wire_sent;
+	/* Closed records in sequence order (tls_txq.c). */
+	struct tls_rec *txq_head, **txq_tail, *txq_pool;
+	unsigned int txq_nrecs, txq_npool, txq_max_recs;
+	size_t txq_bytes, txq_max_bytes;
+	bool txq_broken;		/* a record failed: nothing more is sent */
+	uint32_t tx_key_gen;		/* bumped at every TX key install */
+	_Atomic unsigned int txq_kick;	/* completions so far (futex word) */
+	_Atomic int txq_waiters;
 
 	/* RX (under sk->rx_lock) */
 	uint8_t *rxbuf;			/* ciphertext from TCP; records decrypted in place */
@@ -102,10 +109,21 @@ int tls_job_run(struct tls_crypto *c, struct ulpo_job *job);
 /* tls_tx.c */
 ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
 ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
-/* Push the open record and the record TCP has not fully taken (close, shutdown). */
-int tls_tx_flush(struct tls_context *ctx, int flags);
-int tls_tx_push_pending(struct tls_context *ctx, int flags);
 void tls_tx_free(struct tls_context *ctx);
+
+/* tls_txq.c: the queue of closed records; all but init/free under sk->tx_lock */
+struct tls_rec;
+void tls_txq_init(struct tls_context *ctx);
+int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *src,
+		   int srccnt, size_t plen, int flags);
+int tls_txq_push(struct tls_context *ctx, int flags);
+int tls_txq_flush(struct tls_context *ctx, int flags);
+bool tls_txq_writable(const struct tls_context *ctx);
+bool tls_txq_unsent_ready(const struct tls_context *ctx);
+void tls_txq_wait_sealed(struct tls_context *ctx);
+void tls_txq_free(struct tls_context *ctx);
+/* Every holder of sk->tx_lock releases it through this: it sends what completed. */
+void tls_tx_unlock(struct tls_context *ctx);
 
 /* tls_rx.c */
 ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);

@@ -176,6 +176,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	ctx->sk = sk;
 	ctx->tx_max_payload = ULPO_TLS_MAX_PAYLOAD;
 	ctx->rcvlowat = sock_rcvlowat(sk->fd);
+	tls_txq_init(ctx);
 	pthread_mutex_lock(&sk->tx_lock);
 	pthread_mutex_lock(&sk->rx_lock);
 	sk->ulp = ctx;
@@ -231,14 +232,14 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 	fresh.dev = ulpo_device_bind_tls(ctx->sk, tx ? ULPO_TLS_DIR_TX : ULPO_TLS_DIR_RX);
 	if (tx) {
 		pthread_mutex_lock(&ctx->sk->tx_lock);
-		if (ready) {
-			/* Records closed under the old key go out under it. */
-			tls_tx_flush(ctx, MSG_DONTWAIT);
-		}
+		/* Records closed under the old key are sealed with it before it is wiped. */
+		if (ready)
+			tls_txq_wait_sealed(ctx);
 		tls_crypto_wipe(&ctx->tx);
 		ctx->tx = fresh;
+		ctx->tx_key_gen++;
 		ctx->tx_ready = true;
-		pthread_mutex_unlock(&ctx->sk->tx_lock);
+		tls_tx_unlock(ctx);
 	} else {
 		pthread_mutex_lock(&ctx->sk->rx_lock);
 		tls_crypto_wipe(&ctx->rx);
@@ -330,7 +331,7 @@ static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
 			else
 				ctx->tx_max_payload = v16;
 		}
-		pthread_mutex_unlock(&sk->tx_lock);
+		tls_tx_unlock(ctx);
 		return r;
 	}
 	default:
@@ -477,7 +478,8 @@ static ssize_t tls_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size
 	return tls_sw_sendfile(sk, in_fd, offset, count);
 }
 
-static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_events)
+static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_events,
+		      bool *ret_busy)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 	short own = 0, kev = events;
@@ -493,14 +495,15 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 	}
 	if (ctx->tx_ready) {
 		pthread_mutex_lock(&sk->tx_lock);
-		/* A record TCP took only in part is finished when TCP has room, whether or
-		 * not the caller asked for POLLOUT: this is the kernel's deferred tx work. */
-		if (ctx->wire_len) {
-			tls_tx_push_pending(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
-			if (ctx->wire_len)
-				kev |= POLLOUT;
-		}
-		pthread_mutex_unlock(&sk->tx_lock);
+		/* Records TCP has not taken go out when it has room, whether or not the
+		 * caller asked for POLLOUT: this is the kernel's deferred tx work. */
+		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (tls_txq_unsent_ready(ctx))
+			kev |= POLLOUT;
+		/* Records still being sealed: look again soon (their completion sends
+		 * them; POLLOUT follows the in-flight bound). */
+		*ret_busy = ctx->txq_head != NULL;
+		tls_tx_unlock(ctx);
 	}
 	*ret_kernel_events = kev;
 	return own;
@@ -513,11 +516,10 @@ static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
 
 	if (ctx->tx_ready && (krev & POLLOUT)) {
 		pthread_mutex_lock(&sk->tx_lock);
-		if (ctx->wire_len)
-			tls_tx_push_pending(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (ctx->wire_len)
+		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (!tls_txq_writable(ctx))
 			rev &= ~(POLLOUT | POLLWRNORM);
-		pthread_mutex_unlock(&sk->tx_lock);
+		tls_tx_unlock(ctx);
 	}
 	if (ctx->rx_ready && (krev & (POLLIN | POLLRDNORM))) {
 		/* Bytes in TCP are readable only once they make a whole record. */
@@ -536,8 +538,8 @@ static int tls_shutdown(struct ulpo_sock *sk, int how)
 	if (ctx->tx_ready && (how == SHUT_WR || how == SHUT_RDWR)) {
 		/* Closed records reach the wire before the FIN. */
 		pthread_mutex_lock(&sk->tx_lock);
-		tls_tx_flush(ctx, MSG_NOSIGNAL);
-		pthread_mutex_unlock(&sk->tx_lock);
+		tls_txq_flush(ctx, MSG_NOSIGNAL);
+		tls_tx_unlock(ctx);
 	}
 	return shutdown(sk->fd, how) ? -errno : 0;
 }
@@ -550,8 +552,8 @@ static void tls_release(struct ulpo_sock *sk)
 
 	pthread_mutex_lock(&sk->tx_lock);
 	if (ctx->tx_ready)
-		tls_tx_flush(ctx, MSG_NOSIGNAL);
-	pthread_mutex_unlock(&sk->tx_lock);
+		tls_txq_flush(ctx, MSG_NOSIGNAL);
+	tls_tx_unlock(ctx);
 }
 
 static void tls_destroy(struct ulpo_sock *sk)

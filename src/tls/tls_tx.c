@@ -22,140 +22,16 @@
 /* What tls_sw_sendmsg accepts; the last two are kernel-internal and have no effect. */
 #define TX_FLAGS_OK ((int)(MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR | \
 			  MSG_CMSG_COMPAT | MSG_SPLICE_PAGES))
-#define TX_MAX_IOV 64			/* pieces of one record's plaintext */
-
-static int tx_alloc(struct tls_context *ctx)
-{
-	if (!ctx->wire) {
-		ctx->wire = malloc(TLS_MAX_WIRE);
-		if (!ctx->wire)
-			return -ENOMEM;
-	}
-	return 0;
-}
+#define TX_MAX_IOV TLS_TX_MAX_IOV
 
 void tls_tx_free(struct tls_context *ctx)
 {
 	if (ctx->open_buf)
 		explicit_bzero(ctx->open_buf, ctx->open_len);
 	free(ctx->open_buf);
-	free(ctx->wire);
-	ctx->open_buf = ctx->wire = NULL;
-	ctx->open_len = ctx->wire_len = ctx->wire_sent = 0;
-}
-
-static int wait_writable(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-	return poll(&p, 1, -1) < 0 && errno != EINTR ? -errno : 0;
-}
-
-/* Send the rest of the closed record. 0 once TCP has all of it; -EAGAIN if TCP is full
- * and flags say not to wait. Any other TCP error breaks the record stream: the kernel
- * then sets EBADMSG on the socket (tls_tx_records). */
-int tls_tx_push_pending(struct tls_context *ctx, int flags)
-{
-	int sflags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
-
-	while (ctx->wire_sent < ctx->wire_len) {
-		ssize_t n = send(ctx->sk->fd, ctx->wire + ctx->wire_sent,
-				 ctx->wire_len - ctx->wire_sent, sflags);
-
-		if (n < 0) {
-			int e = errno;
-
-			/* EINTR goes to the caller as the kernel's would: a handler with
-			 * SA_RESTART never lets it out of send(). */
-			if (e == EAGAIN || e == EINTR)
-				return -e;
-			ulpo_sock_set_error(ctx->sk, -EBADMSG);
-			return -EBADMSG;
-		}
-		ctx->wire_sent += (size_t)n;
-	}
-	ctx->wire_len = ctx->wire_sent = 0;
-	return 0;
-}
-
-/* Closed records reach TCP, waiting for room even on a non-blocking socket unless
- * MSG_DONTWAIT (close and shutdown wait, as the kernel's tls_complete_pending_work). */
-int tls_tx_flush(struct tls_context *ctx, int flags)
-{
-	int r;
-
-	while ((r = tls_tx_push_pending(ctx, flags | MSG_DONTWAIT)) == -EAGAIN &&
-	       !(flags & MSG_DONTWAIT)) {
-		r = wait_writable(ctx->sk->fd);
-		if (r < 0)
-			break;
-	}
-	return r;
-}
-
-/* Encrypt one record of `plen` bytes made of `src` into ctx->wire and transmit it.
- * 0: the record was taken (sealed, sequence advanced), whatever TCP then did with it: a
- * part TCP did not take waits in ctx->wire, a TCP error is left on the socket for the
- * next call, as the kernel counts the bytes of a pushed record as sent. Negative errno:
- * the record was not taken and its plaintext is still the caller's. */
-static int tx_record(struct tls_context *ctx, uint8_t type, const struct iovec *src,
-		     int srccnt, size_t plen, int flags)
-{
-	struct tls_crypto *c = &ctx->tx;
-	size_t payload = c->explicit_iv + plen + c->tail + TLS_TAG_SIZE;
-	uint8_t *hdr = ctx->wire, *body = hdr + TLS_HEADER_SIZE + c->explicit_iv;
-	struct iovec in[TX_MAX_IOV + 1], out;
-	struct ulpo_job job = { .op = ULPO_JOB_SEAL };
-	uint8_t inner_type = type;
-	int r;
-
-	static const uint8_t last_seq[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-
-	/* One record on the wire at a time: finish the previous one first. -EAGAIN here
-	 * means this record was not taken. */
-	if (ctx->wire_len) {
-		r = tls_tx_push_pending(ctx, flags);
-		if (r < 0)
-			return r;
-	}
-	/* The last sequence number would wrap: abort rather than reuse a nonce (the
-	 * kernel encrypts it, then refuses to send it). */
-	if (!memcmp(c->rec_seq, last_seq, sizeof(last_seq))) {
-		ulpo_sock_set_error(ctx->sk, -EBADMSG);
-		return -EBADMSG;
-	}
-	hdr[0] = c->version == TLS_1_3_VERSION ? ULPO_TLS_RECORD_DATA : type;
-	hdr[1] = 3;
-	hdr[2] = 3;
-	hdr[3] = (uint8_t)(payload >> 8);
-	hdr[4] = (uint8_t)payload;
-	memcpy(hdr + TLS_HEADER_SIZE, c->iv + c->cd->salt_len, c->explicit_iv);
-	memcpy(in, src, sizeof(*src) * (size_t)srccnt);
-	if (c->tail) {
-		in[srccnt].iov_base = &inner_type;
-		in[srccnt++].iov_len = 1;
-	}
-	out.iov_base = body;
-	out.iov_len = plen + c->tail;
-	tls_crypto_nonce(c, job.nonce);
-	job.aadlen = (uint8_t)tls_make_aad(c, job.aad, type, plen, payload);
-	job.src = in;
-	job.srccnt = srccnt;
-	job.dst = &out;
-	job.dstcnt = 1;
-	job.tag = body + plen + c->tail;
-	r = tls_job_run(c, &job);
-	if (r < 0) {
-		ulpo_sock_set_error(ctx->sk, -EBADMSG);
-		return r;
-	}
-	tls_crypto_advance(c);
-	ctx->wire_len = TLS_HEADER_SIZE + payload;
-	ctx->wire_sent = 0;
-	ulpo_stat_add(ULPO_STAT_TX_RECORDS, 1);
-	ulpo_stat_add(ULPO_STAT_TX_BYTES, (int64_t)plen);
-	tls_tx_push_pending(ctx, flags);
-	return 0;
+	ctx->open_buf = NULL;
+	ctx->open_len = 0;
+	tls_txq_free(ctx);
 }
 
 /* TLS_SET_RECORD_TYPE (tls_process_cmsg): only looked at when there is control data,
@@ -191,7 +67,7 @@ static int close_open(struct tls_context *ctx, int flags)
 
 	if (!ctx->open_len)
 		return 0;
-	r = tx_record(ctx, ctx->open_type, &v, 1, ctx->open_len, flags);
+	r = tls_txq_record(ctx, ctx->open_type, &v, 1, ctx->open_len, flags);
 	if (r < 0)
 		return r;	/* not taken: the record stays open */
 	explicit_bzero(ctx->open_buf, ctx->open_len);
@@ -280,9 +156,6 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 	if ((flags & MSG_EOR) && (flags & MSG_MORE))
 		return -EINVAL;
 	pthread_mutex_lock(&sk->tx_lock);
-	r = tx_alloc(ctx);
-	if (r < 0)
-		goto out;
 	r = parse_cmsg(msg, flags, &type);
 	if (r < 0)
 		goto out;
@@ -330,8 +203,8 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 			copied += take;
 			continue;
 		}
-		r = tx_record(ctx, type, v, n, ctx->open_len + take,
-			      flags | (it.left ? MSG_MORE : 0));
+		r = tls_txq_record(ctx, type, v, n, ctx->open_len + take,
+				   flags | (it.left ? MSG_MORE : 0));
 		if (r < 0) {
 			/* Not taken (e.g. the previous record still waits for TCP). */
 			it = save;
@@ -344,7 +217,7 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 		copied += take;
 	}
 out:
-	pthread_mutex_unlock(&sk->tx_lock);
+	tls_tx_unlock(ctx);
 	if (copied)
 		return (ssize_t)copied;
 	return r;
@@ -388,7 +261,7 @@ ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t c
 		/* The file ended early: close the record with what was sent (splice_eof). */
 		pthread_mutex_lock(&sk->tx_lock);
 		close_open(ctx, 0);
-		pthread_mutex_unlock(&sk->tx_lock);
+		tls_tx_unlock(ctx);
 	}
 	explicit_bzero(buf, chunk);
 	free(buf);

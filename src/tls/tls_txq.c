@@ -1,0 +1,446 @@
+/* tls_txq.c - the TX record queue (the kTLS async-encryption design): closed records are
+ * sealed by the device, inline or on the engine's workers, and wait in a list in sequence
+ * order; a completion marks its record ready, and the ready prefix of the list goes to TCP
+ * in order, by the next call on the socket or by the completion itself when no call holds
+ * the socket (the kernel's deferred tx work). A failed record stops the stream. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ulpo/engine.h>
+
+#include "core/stats.h"
+#include "engine/aead.h"
+#include "engine/engine.h"
+#include "tls/tls.h"
+
+#define REC_SUBMITTED 1
+#define REC_READY 0
+#define TXQ_DEFAULT_RECORDS 16
+#define TXQ_DEFAULT_BYTES (256u << 10)
+#define TXQ_POOL_MAX 4			/* spare record buffers kept per socket */
+
+struct tls_rec {
+	struct tls_rec *next;
+	struct tls_context *ctx;
+	struct ulpo_job job;
+	struct iovec src[TLS_TX_MAX_IOV + 1], dst;
+	size_t wire_len, sent;
+	_Atomic int state;		/* REC_SUBMITTED, REC_READY or a negative errno */
+	bool async;			/* completes on a worker, holds a socket reference */
+	uint8_t inner_type;
+	/* Records sealed in parallel each need a keyed context of their own (one thread
+	 * at a time per context); kept with the pooled record, re-keyed after a rekey. */
+	struct ulpo_aead *aead;
+	uint32_t aead_gen;
+	uint8_t buf[TLS_MAX_WIRE];
+};
+
+static void futex_wake_all(_Atomic unsigned int *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait(_Atomic unsigned int *addr, unsigned int val, long ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+void tls_txq_init(struct tls_context *ctx)
+{
+	struct ulpo_engine_config cfg;
+
+	ulpo_engine_get_config(&cfg);
+	ctx->txq_tail = &ctx->txq_head;
+	ctx->txq_max_recs = cfg.max_records_in_flight ? cfg.max_records_in_flight
+						      : TXQ_DEFAULT_RECORDS;
+	ctx->txq_max_bytes = cfg.max_bytes_in_flight ? cfg.max_bytes_in_flight
+						     : TXQ_DEFAULT_BYTES;
+}
+
+static struct tls_rec *rec_get(struct tls_context *ctx)
+{
+	struct tls_rec *rec = ctx->txq_pool;
+
+	if (rec) {
+		ctx->txq_pool = rec->next;
+		ctx->txq_npool--;
+		return rec;
+	}
+	rec = malloc(sizeof(*rec));
+	if (rec) {
+		rec->aead = NULL;
+		rec->aead_gen = 0;
+	}
+	return rec;
+}
+
+static void rec_free(struct tls_rec *rec)
+{
+	ulpo_aead_free(rec->aead);
+	explicit_bzero(rec->buf, sizeof(rec->buf));
+	free(rec);
+}
+
+static void rec_put(struct tls_context *ctx, struct tls_rec *rec)
+{
+	if (ctx->txq_npool < TXQ_POOL_MAX) {
+		rec->next = ctx->txq_pool;
+		ctx->txq_pool = rec;
+		ctx->txq_npool++;
+	} else {
+		rec_free(rec);
+	}
+}
+
+/* The record's own context for the current TX key. */
+static int rec_key(struct tls_context *ctx, struct tls_rec *rec)
+{
+	const struct tls_crypto *c = &ctx->tx;
+
+	if (rec->aead && rec->aead_gen == ctx->tx_key_gen)
+		return 0;
+	ulpo_aead_free(rec->aead);
+	rec->aead = NULL;
+	rec->aead_gen = ctx->tx_key_gen;
+	return ulpo_aead_new(c->cd->alg, ulpo_aead_backend_of(c->aead), c->info + c->cd->off_key,
+			     c->cd->key_len, &rec->aead);
+}
+
+/* After a failure nothing more may reach the wire: the queue is marked broken, and its
+ * records are freed with the socket (those still in the engine complete first). */
+static void txq_abort(struct tls_context *ctx, int err)
+{
+	ulpo_sock_set_error(ctx->sk, err);
+	ctx->txq_broken = true;
+}
+
+/* Send the ready prefix of the queue. 0: nothing ready is left unsent (records may still
+ * be in the engine); -EAGAIN: TCP took part; -EINTR; -EBADMSG: the stream is broken. */
+int tls_txq_push(struct tls_context *ctx, int flags)
+{
+	int sflags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
+	struct tls_rec *rec;
+
+	if (ctx->txq_broken)
+		return -EBADMSG;
+	while ((rec = ctx->txq_head)) {
+		/* Acquire pairs with the release in txq_done: the ciphertext is complete. */
+		int st = atomic_load_explicit(&rec->state, memory_order_acquire);
+
+		if (st == REC_SUBMITTED)
+			return 0;
+		if (st < 0) {
+			txq_abort(ctx, -EBADMSG);
+			return -EBADMSG;
+		}
+		while (rec->sent < rec->wire_len) {
+			ssize_t n = send(ctx->sk->fd, rec->buf + rec->sent, rec->wire_len - rec->sent,
+					 sflags | (rec->next ? MSG_MORE : 0));
+
+			if (n < 0) {
+				int e = errno;
+
+				/* EINTR goes to the caller as the kernel's would: a handler
+				 * with SA_RESTART never lets it out of send(). */
+				if (e == EAGAIN || e == EINTR)
+					return -e;
+				txq_abort(ctx, -EBADMSG);
+				return -EBADMSG;
+			}
+			rec->sent += (size_t)n;
+		}
+		ctx->txq_head = rec->next;
+		if (!ctx->txq_head)
+			ctx->txq_tail = &ctx->txq_head;
+		ctx->txq_nrecs--;
+		ctx->txq_bytes -= rec->wire_len;
+		rec_put(ctx, rec);
+	}
+	return 0;
+}
+
+bool tls_txq_writable(const struct tls_context *ctx)
+{
+	return ctx->txq_nrecs < ctx->txq_max_recs && ctx->txq_bytes < ctx->txq_max_bytes;
+}
+
+bool tls_txq_unsent_ready(const struct tls_context *ctx)
+{
+	return ctx->txq_head &&
+	       atomic_load_explicit(&ctx->txq_head->state, memory_order_acquire) != REC_SUBMITTED;
+}
+
+/* Release the TX lock without stranding a completion: a completion that found the lock
+ * taken only bumped txq_kick; whoever holds the lock sends what is ready before leaving,
+ * and looks again if a completion came meanwhile. */
+void tls_tx_unlock(struct tls_context *ctx)
+{
+	struct ulpo_sock *sk = ctx->sk;
+
+	for (;;) {
+		/* seq_cst pairs with the increment in txq_done. */
+		unsigned int k = atomic_load(&ctx->txq_kick);
+
+		if (ctx->txq_head && !ctx->txq_broken)
+			tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		pthread_mutex_unlock(&sk->tx_lock);
+		if (atomic_load(&ctx->txq_kick) == k || pthread_mutex_trylock(&sk->tx_lock))
+			return;
+	}
+}
+
+static void txq_done(struct ulpo_job *job)
+{
+	struct tls_rec *rec = (struct tls_rec *)((uint8_t *)job - offsetof(struct tls_rec, job));
+	struct tls_context *ctx = rec->ctx;
+	struct ulpo_sock *sk = ctx->sk;
+	bool async = rec->async;
+
+	/* A failed record breaks the stream at once, as the kernel's tls_encrypt_done
+	 * does: the next call on the socket reports it. */
+	if (job->result < 0)
+		ulpo_sock_set_error(sk, -EBADMSG);
+	/* Release: the ciphertext written by the device is visible before the state. After
+	 * this store the record may be sent and recycled by another thread: don't touch it. */
+	atomic_store_explicit(&rec->state, job->result < 0 ? job->result : REC_READY,
+			      memory_order_release);
+	atomic_fetch_add(&ctx->txq_kick, 1);
+	if (atomic_load(&ctx->txq_waiters))
+		futex_wake_all(&ctx->txq_kick);
+	if (!async)
+		return;	/* inline: the submitter holds the lock and pushes next */
+	if (pthread_mutex_trylock(&sk->tx_lock) == 0)
+		tls_tx_unlock(ctx);	/* deferred transmit */
+	ulpo_sock_put(sk);
+}
+
+/* Wait until `rec` completes (or `ns` passes). Caller holds the TX lock. The state is
+ * read after the futex word, so a completion between the two is not slept through. */
+static void txq_wait_rec(struct tls_context *ctx, struct tls_rec *rec, long ns)
+{
+	unsigned int k;
+
+	atomic_fetch_add(&ctx->txq_waiters, 1);
+	k = atomic_load(&ctx->txq_kick);
+	if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_SUBMITTED)
+		futex_wait(&ctx->txq_kick, k, ns);
+	atomic_fetch_sub(&ctx->txq_waiters, 1);
+}
+
+static int wait_writable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+	return poll(&p, 1, -1) < 0 ? -errno : 0;
+}
+
+/* A non-blocking send is MSG_DONTWAIT or an O_NONBLOCK socket; the latter is asked of
+ * the kernel only when a send would have to wait. */
+static bool may_wait(int fd, int flags)
+{
+	int fl;
+
+	if (flags & MSG_DONTWAIT)
+		return false;
+	fl = fcntl(fd, F_GETFL);
+	return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+/* Make room for one more record: push, and if the call may block wait for completions
+ * and for TCP. Caller holds the TX lock. -EAGAIN when the bound holds and we may not
+ * wait (the backpressure of the in-flight bound, like SO_SNDBUF's). */
+static int txq_make_room(struct tls_context *ctx, size_t wire, int flags)
+{
+	bool checked = false;
+
+	for (;;) {
+		int r = tls_txq_push(ctx, flags | MSG_DONTWAIT);
+
+		if (r < 0 && r != -EAGAIN)
+			return r;
+		if (ctx->txq_nrecs < ctx->txq_max_recs &&
+		    ctx->txq_bytes + wire <= ctx->txq_max_bytes + TLS_MAX_WIRE)
+			return 0;
+		if (!checked && !may_wait(ctx->sk->fd, flags))
+			return -EAGAIN;
+		checked = true;
+		if (r == -EAGAIN) {
+			r = wait_writable(ctx->sk->fd);
+			if (r < 0)
+				return r;
+		} else {
+			txq_wait_rec(ctx, ctx->txq_head, 10 * 1000 * 1000);
+		}
+	}
+}
+
+/* Wait until every queued record has been sealed (before the key they use is wiped). */
+void tls_txq_wait_sealed(struct tls_context *ctx)
+{
+	struct tls_rec *rec;
+
+	for (rec = ctx->txq_head; rec; rec = rec->next)
+		while (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_SUBMITTED)
+			txq_wait_rec(ctx, rec, 10 * 1000 * 1000);
+}
+
+/* Closed records reach TCP, waiting even on a non-blocking socket unless MSG_DONTWAIT
+ * (close and shutdown wait, as the kernel's tls_complete_pending_work). */
+int tls_txq_flush(struct tls_context *ctx, int flags)
+{
+	for (;;) {
+		int r = tls_txq_push(ctx, flags | MSG_DONTWAIT);
+
+		if (r < 0 && r != -EAGAIN)
+			return r;
+		if (!ctx->txq_head)
+			return 0;
+		if (flags & MSG_DONTWAIT)
+			return -EAGAIN;
+		if (r == -EAGAIN) {
+			r = wait_writable(ctx->sk->fd);
+			if (r < 0 && r != -EINTR)	/* close waits through signals */
+				return r;
+		} else {
+			txq_wait_rec(ctx, ctx->txq_head, 10 * 1000 * 1000);
+		}
+	}
+}
+
+/* Close one record of `plen` bytes made of `src` and queue it for sealing. 0: taken
+ * (sequence advanced; sealed and sent in order later, or now); negative errno: not
+ * taken, the plaintext is still the caller's. The caller holds the TX lock. */
+int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *src,
+		   int srccnt, size_t plen, int flags)
+{
+	static const uint8_t last_seq[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	struct tls_crypto *c = &ctx->tx;
+	size_t payload = c->explicit_iv + plen + c->tail + TLS_TAG_SIZE;
+	struct tls_rec *rec;
+	uint8_t *body;
+	int r;
+
+	if (ctx->txq_broken)
+		return -EBADMSG;
+	r = txq_make_room(ctx, TLS_HEADER_SIZE + payload, flags);
+	if (r < 0)
+		return r;
+	/* The last sequence number would wrap: abort rather than reuse a nonce (the
+	 * kernel encrypts it, then refuses to send it). */
+	if (!memcmp(c->rec_seq, last_seq, sizeof(last_seq))) {
+		ulpo_sock_set_error(ctx->sk, -EBADMSG);
+		return -EBADMSG;
+	}
+	rec = rec_get(ctx);
+	if (!rec)
+		return -ENOMEM;
+	rec->next = NULL;
+	rec->ctx = ctx;
+	rec->sent = 0;
+	rec->async = ulpo_engine_mode() == ULPO_ENGINE_ASYNC;
+	rec->inner_type = type;
+	rec->wire_len = TLS_HEADER_SIZE + payload;
+	body = rec->buf + TLS_HEADER_SIZE + c->explicit_iv;
+	rec->buf[0] = c->version == TLS_1_3_VERSION ? ULPO_TLS_RECORD_DATA : type;
+	rec->buf[1] = 3;
+	rec->buf[2] = 3;
+	rec->buf[3] = (uint8_t)(payload >> 8);
+	rec->buf[4] = (uint8_t)payload;
+	memcpy(rec->buf + TLS_HEADER_SIZE, c->iv + c->cd->salt_len, c->explicit_iv);
+	memset(&rec->job, 0, sizeof(rec->job));
+	rec->job.op = ULPO_JOB_SEAL;
+	rec->job.aead = c->aead;
+	if (rec->async) {
+		r = rec_key(ctx, rec);
+		if (r < 0) {
+			rec_put(ctx, rec);
+			return r;
+		}
+		rec->job.aead = rec->aead;
+	}
+	tls_crypto_nonce(c, rec->job.nonce);
+	rec->job.aadlen = (uint8_t)tls_make_aad(c, rec->job.aad, type, plen, payload);
+	rec->dst.iov_base = body;
+	rec->dst.iov_len = plen + c->tail;
+	if (rec->async) {
+		/* The caller's buffer is free when the call returns: copy, seal in place. */
+		uint8_t *p = body;
+
+		for (int i = 0; i < srccnt; i++) {
+			memcpy(p, src[i].iov_base, src[i].iov_len);
+			p += src[i].iov_len;
+		}
+		if (c->tail)
+			*p = type;
+		rec->src[0] = rec->dst;
+		rec->job.srccnt = 1;
+		rec->job.flags = 0;
+	} else {
+		/* Inline: seal straight from the caller's iovecs, no copy. */
+		memcpy(rec->src, src, sizeof(*src) * (size_t)srccnt);
+		rec->job.srccnt = srccnt;
+		if (c->tail) {
+			rec->src[srccnt].iov_base = &rec->inner_type;
+			rec->src[srccnt].iov_len = 1;
+			rec->job.srccnt++;
+		}
+		rec->job.flags = ULPO_JOB_F_INLINE;
+	}
+	rec->job.src = rec->src;
+	rec->job.dst = &rec->dst;
+	rec->job.dstcnt = 1;
+	rec->job.tag = body + plen + c->tail;
+	rec->job.complete = txq_done;
+	atomic_store_explicit(&rec->state, REC_SUBMITTED, memory_order_relaxed);
+	/* The sequence number advances at submit: the next record takes the next nonce. */
+	tls_crypto_advance(c);
+	*ctx->txq_tail = rec;
+	ctx->txq_tail = &rec->next;
+	ctx->txq_nrecs++;
+	ctx->txq_bytes += rec->wire_len;
+	ulpo_stat_add(ULPO_STAT_TX_RECORDS, 1);
+	ulpo_stat_add(ULPO_STAT_TX_BYTES, (int64_t)plen);
+	if (rec->async)
+		atomic_fetch_add_explicit(&ctx->sk->refs, 1, memory_order_relaxed);
+	r = c->dev->ops->submit(c->dev, &rec->job);
+	if (r < 0) {
+		/* Not queued: the record can never be sent, and nothing after it may be. */
+		if (rec->async)
+			atomic_fetch_sub_explicit(&ctx->sk->refs, 1, memory_order_relaxed);
+		atomic_store(&rec->state, r);
+		txq_abort(ctx, -EBADMSG);
+		return 0;
+	}
+	tls_txq_push(ctx, flags);
+	return 0;
+}
+
+/* Free the queue at the socket's last reference: every record has completed by then
+ * (each in-flight record held a reference). */
+void tls_txq_free(struct tls_context *ctx)
+{
+	struct tls_rec *rec, *next;
+
+	for (rec = ctx->txq_head; rec; rec = next) {
+		next = rec->next;
+		rec_free(rec);
+	}
+	for (rec = ctx->txq_pool; rec; rec = next) {
+		next = rec->next;
+		rec_free(rec);
+	}
+	ctx->txq_head = ctx->txq_pool = NULL;
+	ctx->txq_tail = &ctx->txq_head;
+	ctx->txq_nrecs = 0;
+	ctx->txq_bytes = 0;
+	ctx->txq_npool = 0;
+}
