@@ -111,6 +111,9 @@ int tls_job_run(struct tls_crypto *c, struct ulpo_job *job)
 	job->aead = c->aead;
 	job->complete = job_done;
 	job->priv = &done;
+	/* The caller waits for this one: run it here rather than hand it to a worker and
+	 * spin (RX decrypts one record at a time until parallel decrypt comes). */
+	job->flags |= ULPO_JOB_F_INLINE;
 	r = c->dev->ops->submit(c->dev, job);
 	if (r < 0)
 		return r;
