@@ -2,7 +2,9 @@
 # Build and test ulpo the way CI does:
 #   1. the normal build (-Werror), every suite;
 #   2. an ASan+UBSan build with clang (also -Dfuzz=true), every suite but vm;
-#   3. fuzz_tls_rx from that build for FUZZ_TIME seconds on the seed corpus.
+#   3. a ThreadSanitizer build running what crosses threads: the engine suite, the
+#      64-socket async stress test and the async record-layer tests;
+#   4. fuzz_tls_rx from the ASan build for FUZZ_TIME seconds on the seed corpus.
 # Ends with one line per test and, last, "N passed, N failed, N skipped" (meson's OK,
 # EXPECTEDFAIL / FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS / SKIP; a build that fails and the
 # fuzz run count as one test each). Exits non-zero if anything failed.
@@ -89,14 +91,14 @@ build_and_test() {
 	fi
 }
 
-banner "1/3 normal build (-Werror), all suites"
+banner "1/4 normal build (-Werror), all suites"
 if setup build-test -Dwerror=true; then
 	build_and_test normal build-test "meson compile -C"
 else
 	record normal setup FAIL 0
 fi
 
-banner "2/3 ASan+UBSan build (clang), all suites but vm"
+banner "2/4 ASan+UBSan build (clang), all suites but vm"
 # UBSan only prints by default: make undefined behaviour fail the test.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
@@ -108,7 +110,20 @@ else
 	record asan+ubsan setup FAIL 0
 fi
 
-banner "3/3 fuzz_tls_rx for ${FUZZ_TIME}s"
+banner "3/4 ThreadSanitizer build (clang): engine, async stress, async record layer"
+TSAN_TESTS="engine engine-env engine-env-bad stress async tls-async"
+compile_tsan() {
+	ninja -C "$1" tests/engine/test_engine tests/tls/test_stress tests/tls/test_async \
+		tests/tls/test_tls
+}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false; then
+	build_and_test tsan build-tsan compile_tsan --timeout-multiplier 5 $TSAN_TESTS
+else
+	record tsan setup FAIL 0
+fi
+
+banner "4/4 fuzz_tls_rx for ${FUZZ_TIME}s"
 fuzzer=build-san/fuzz/fuzz_tls_rx
 if [ -x "$fuzzer" ]; then
 	# New inputs go to a folder of the build, so the seed corpus in git stays as it is.
