@@ -1,8 +1,7 @@
-/* tls_tx.c - TX record layer: fill records from the caller's data (up to the payload
- * limit, held open across MSG_MORE), encrypt each closed record through the direction's
- * device, and put records on TCP in sequence order. A record TCP takes only in part is
- * kept and finished before anything else (net/tls/tls_sw.c: tls_sw_sendmsg,
- * tls_push_record, tls_tx_records). */
+/* tls_tx.c - TX record layer: sendmsg and sendfile fill records from the caller's data
+ * (up to the payload limit, held open across MSG_MORE; control records apart) and hand
+ * each closed record to the queue in tls_txq.c, which seals and sends them in order
+ * (net/tls/tls_sw.c: tls_sw_sendmsg, tls_process_cmsg). */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
