@@ -3,7 +3,6 @@
  * record layer once it has keys, to plain TCP before. Follows net/tls/tls_main.c. */
 #include <errno.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -98,28 +97,25 @@ size_t tls_make_aad(const struct tls_crypto *c, uint8_t *aad, uint8_t type, size
 
 static void job_done(struct ulpo_job *job)
 {
-	/* Release pairs with the acquire in tls_job_run: the result and the buffers the
-	 * device wrote are visible before `done` is. */
-	atomic_store_explicit((atomic_int *)job->priv, 1, memory_order_release);
+	*(bool *)job->priv = true;
 }
 
+/* Run a job the caller waits for on the caller's thread (ULPO_JOB_F_INLINE: a device
+ * completes such a job before submit returns), rather than hand it to a worker and wait
+ * (RX decrypts one record at a time until parallel decrypt comes). */
 int tls_job_run(struct tls_crypto *c, struct ulpo_job *job)
 {
-	atomic_int done = 0;
+	bool done = false;
 	int r;
 
 	job->aead = c->aead;
 	job->complete = job_done;
 	job->priv = &done;
-	/* The caller waits for this one: run it here rather than hand it to a worker and
-	 * spin (RX decrypts one record at a time until parallel decrypt comes). */
 	job->flags |= ULPO_JOB_F_INLINE;
 	r = c->dev->ops->submit(c->dev, job);
 	if (r < 0)
 		return r;
-	while (!atomic_load_explicit(&done, memory_order_acquire))
-		sched_yield();
-	return job->result;
+	return done ? job->result : -EIO;	/* a device that broke the contract */
 }
 
 /* ---- ULP install ---- */

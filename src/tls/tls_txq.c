@@ -255,6 +255,16 @@ static bool may_wait(int fd, int flags)
 	return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
+/* One wait for progress after a push that left records queued: for room in TCP if the
+ * push got -EAGAIN (the head is ready, TCP is full), else for the head's completion. */
+static int txq_wait_progress(struct tls_context *ctx, int push_result)
+{
+	if (push_result == -EAGAIN)
+		return wait_writable(ctx->sk->fd);
+	txq_wait_rec(ctx, ctx->txq_head, 10 * 1000 * 1000);
+	return 0;
+}
+
 /* Make room for one more record: push, and if the call may block wait for completions
  * and for TCP. Caller holds the TX lock. -EAGAIN when the bound holds and we may not
  * wait (the backpressure of the in-flight bound, like SO_SNDBUF's). */
@@ -273,13 +283,9 @@ static int txq_make_room(struct tls_context *ctx, size_t wire, int flags)
 		if (!checked && !may_wait(ctx->sk->fd, flags))
 			return -EAGAIN;
 		checked = true;
-		if (r == -EAGAIN) {
-			r = wait_writable(ctx->sk->fd);
-			if (r < 0)
-				return r;
-		} else {
-			txq_wait_rec(ctx, ctx->txq_head, 10 * 1000 * 1000);
-		}
+		r = txq_wait_progress(ctx, r);
+		if (r < 0)
+			return r;
 	}
 }
 
@@ -306,13 +312,9 @@ int tls_txq_flush(struct tls_context *ctx, int flags)
 			return 0;
 		if (flags & MSG_DONTWAIT)
 			return -EAGAIN;
-		if (r == -EAGAIN) {
-			r = wait_writable(ctx->sk->fd);
-			if (r < 0 && r != -EINTR)	/* close waits through signals */
-				return r;
-		} else {
-			txq_wait_rec(ctx, ctx->txq_head, 10 * 1000 * 1000);
-		}
+		r = txq_wait_progress(ctx, r);
+		if (r < 0 && r != -EINTR)	/* close waits through signals */
+			return r;
 	}
 }
 
