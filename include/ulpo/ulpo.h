@@ -65,6 +65,7 @@ enum ulpo_stat {
 	ULPO_STAT_TX_BYTES,
 	ULPO_STAT_RX_BYTES,
 	ULPO_STAT_RX_ZEROCOPY_RECORDS,
+	ULPO_STAT_RX_AHEAD_RECORDS,	/* decrypted in parallel, behind the one being read */
 	ULPO_STAT_MAX,
 };
 

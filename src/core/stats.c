@@ -35,6 +35,7 @@ static const char *const stat_names[ULPO_STAT_MAX] = {
 	[ULPO_STAT_TX_BYTES] = "UlpoTxBytes",
 	[ULPO_STAT_RX_BYTES] = "UlpoRxBytes",
 	[ULPO_STAT_RX_ZEROCOPY_RECORDS] = "UlpoRxZeroCopyRecords",
+	[ULPO_STAT_RX_AHEAD_RECORDS] = "UlpoRxAheadRecords",
 };
 
 const char *ulpo_stat_name(enum ulpo_stat stat)

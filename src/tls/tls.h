@@ -86,6 +86,13 @@ struct tls_context {
 	bool rx_stopped;		/* a bad header stopped the parser for good */
 	int rx_fatal;			/* a record failed to decrypt: sticky -EBADMSG */
 	bool rx_fatal_auth;		/* ... by its tag (counted on every read) */
+	uint32_t rx_key_gen;		/* bumped at every RX key install */
+	/* Decrypt-ahead (tls_rx_ahead.c): plaintext of records decrypted on the engine's
+	 * workers lands here, at the offsets of their ciphertext in rxbuf. */
+	uint8_t *rx_shadow;
+	uint64_t rx_shadow_mask;	/* bit i: the i-th held record's plaintext is there */
+	uint64_t rx_ahead_new;		/* bit i: ... and no call has looked at it yet */
+	struct tls_rx_par *rx_par;
 };
 
 extern const struct ulpo_proto ulpo_tls_proto;

@@ -243,6 +243,7 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		pthread_mutex_lock(&ctx->sk->rx_lock);
 		tls_crypto_wipe(&ctx->rx);
 		ctx->rx = fresh;
+		ctx->rx_key_gen++;
 		ctx->rx_ready = true;
 		ctx->key_update_pending = false;
 		pthread_mutex_unlock(&ctx->sk->rx_lock);

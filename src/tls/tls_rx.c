@@ -8,24 +8,11 @@
 #include <unistd.h>
 
 #include "core/stats.h"
-#include "tls/tls.h"
+#include "tls/tls_rx.h"
 
 #define RX_CAP (4 * TLS_MAX_WIRE)	/* a few records per read(): fewer syscalls */
 #define TLS_HANDSHAKE_KEYUPDATE 24
 #define MAX_DST_IOV 64
-
-/* A decrypted (held) record keeps its metadata in its own header bytes, which were
- * checked already: [0] the real content type, [1..2] plaintext length, [3..4] the wire
- * payload length as received. */
-static inline size_t rec_pt_len(const uint8_t *h)
-{
-	return (size_t)h[1] << 8 | h[2];
-}
-
-static inline size_t rec_wire_len(const uint8_t *h)
-{
-	return TLS_HEADER_SIZE + ((size_t)h[3] << 8 | h[4]);
-}
 
 long tls_rx_msg_size(const struct tls_crypto *c, const uint8_t *p, size_t avail)
 {
@@ -54,6 +41,8 @@ void tls_rx_free(struct tls_context *ctx)
 	free(ctx->rxbuf);
 	ctx->rxbuf = NULL;
 	ctx->rx_head = ctx->rx_tail = ctx->rx_ndec = ctx->rx_consumed = 0;
+	tls_rx_ahead_free(ctx);
+	ctx->rx_shadow_mask = ctx->rx_ahead_new = 0;
 }
 
 /* Read what TCP has into the receive buffer, compacting first. >0 bytes, 0 at EOF. */
@@ -70,14 +59,13 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 	if (ctx->rx_stopped) {
 		/* Bytes after a bad header are never parsed again: drop them, but keep
 		 * the records already decrypted (peeked) ahead of it. */
-		size_t end = ctx->rx_head;
-
-		for (size_t i = 0; i < ctx->rx_ndec; i++)
-			end += rec_wire_len(ctx->rxbuf + end);
-		ctx->rx_tail = end;
+		ctx->rx_tail = rx_held_end(ctx);
 	}
 	if (ctx->rx_head && (ctx->rx_head == ctx->rx_tail || ctx->rx_cap - ctx->rx_tail < TLS_MAX_WIRE)) {
 		memmove(ctx->rxbuf, ctx->rxbuf + ctx->rx_head, ctx->rx_tail - ctx->rx_head);
+		if (ctx->rx_shadow_mask)	/* held plaintext decrypted ahead moves too */
+			memmove(ctx->rx_shadow, ctx->rx_shadow + ctx->rx_head,
+				ctx->rx_tail - ctx->rx_head);
 		ctx->rx_tail -= ctx->rx_head;
 		ctx->rx_head = 0;
 	}
@@ -340,18 +328,15 @@ static long rx_decrypt(struct tls_context *ctx, size_t rel, size_t wire, struct 
 /* Mark the record at head+rel as held plaintext (in place, at its body). */
 static void rx_hold(struct tls_context *ctx, size_t rel, uint8_t type, size_t plen)
 {
-	uint8_t *h = ctx->rxbuf + ctx->rx_head + rel;
-
-	h[0] = type;
-	h[1] = (uint8_t)(plen >> 8);
-	h[2] = (uint8_t)plen;
-	ctx->rx_ndec++;
+	rx_hold_at(ctx, ctx->rx_head + rel, type, plen, false);
 }
 
 static void rx_consume_head(struct tls_context *ctx)
 {
 	ctx->rx_head += rec_wire_len(ctx->rxbuf + ctx->rx_head);
 	ctx->rx_ndec--;
+	ctx->rx_shadow_mask >>= 1;
+	ctx->rx_ahead_new >>= 1;
 	ctx->rx_consumed = 0;
 	ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
 }
@@ -368,11 +353,14 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	/* A failed call leaves the caller's msghdr as it was, as the syscall does. */
 	int saved_flags = msg->msg_flags;
 	size_t saved_controllen = msg->msg_controllen, held_at_start;
+	uint64_t ahead_new_at_start;
+	bool ahead = false;
 
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
 	msg->msg_flags = 0;
 	pthread_mutex_lock(&sk->rx_lock);
 	held_at_start = ctx->rx_ndec;
+	ahead_new_at_start = ctx->rx_ahead_new;
 	if (flags & MSG_WAITALL)
 		target = d.left;
 	else {
@@ -383,10 +371,17 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	if (!target)
 		target = 1;
 	while (d.left) {
+		const uint8_t *pt;
 		uint8_t *h;
 		size_t wire, plen, avail, off, n;
 		uint8_t type;
 
+		if (ahead) {
+			/* The record decrypted last pass is consumed or held: the ones
+			 * decrypted behind it on the workers join the held list. */
+			tls_rx_ahead_finish(ctx);
+			ahead = false;
+		}
 		if (recidx >= ctx->rx_ndec) {
 			long sz;
 			bool zc;
@@ -444,6 +439,10 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			     h[0] == ULPO_TLS_RECORD_DATA &&
 			     (c->version != TLS_1_3_VERSION || ctx->rx_no_pad) &&
 			     (!control || control == ULPO_TLS_RECORD_DATA);
+			/* The records queued behind this one are decrypted on the engine's
+			 * workers meanwhile (async engine; not when peeking). */
+			if (!peek)
+				ahead = tls_rx_ahead_start(ctx, ctx->rx_head + rel + wire) > 0;
 			err = rx_decrypt(ctx, rel, wire, &d, zc, &type);
 			if (err < 0) {
 				/* The record stays first: every later read fails the same way. */
@@ -494,6 +493,12 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 		plen = rec_pt_len(h);
 		wire = rec_wire_len(h);
 		off = recidx == 0 ? ctx->rx_consumed : 0;
+		pt = h + TLS_HEADER_SIZE + c->explicit_iv;
+		if (recidx < RX_HELD_MASK_BITS) {
+			if (ctx->rx_shadow_mask >> recidx & 1)
+				pt = ctx->rx_shadow + (pt - ctx->rxbuf);
+			ctx->rx_ahead_new &= ~(1ull << recidx);
+		}
 		avail = plen - off;
 		if (!control) {
 			control = type;
@@ -506,7 +511,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			break;
 		}
 		n = avail < d.left ? avail : d.left;
-		dst_copy(&d, h + TLS_HEADER_SIZE + c->explicit_iv + off, n);
+		dst_copy(&d, pt + off, n);
 		copied += n;
 		if (!peek) {
 			ctx->rx_consumed += n;
@@ -517,8 +522,10 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			}
 		} else if (n == avail) {
 			/* The kernel marks a record peeked whole from its rx_list (held from an
-			 * earlier call), not one decrypted by this peek. */
-			if (recidx < held_at_start)
+			 * earlier call), not one decrypted by this peek; a record decrypted
+			 * ahead counts as decrypted by the first call that looks at it. */
+			if (recidx < held_at_start &&
+			    !(recidx < RX_HELD_MASK_BITS && ahead_new_at_start >> recidx & 1))
 				msg->msg_flags |= MSG_EOR;
 			rel += wire;
 			recidx++;
@@ -526,6 +533,8 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 		if (type != ULPO_TLS_RECORD_DATA)
 			break;
 	}
+	if (ahead)
+		tls_rx_ahead_finish(ctx);
 	if (cm_used || msg->msg_control)
 		msg->msg_controllen = cm_used;
 	if (copied && err < 0 && err != -EAGAIN && err != -EIO && err != -EKEYEXPIRED &&

@@ -1,0 +1,66 @@
+/* tls_rx.h - what the RX record layer (tls_rx.c) shares with its decrypt-ahead part
+ * (tls_rx_ahead.c): the layout of held records in the receive buffer. */
+#ifndef ULPO_TLS_TLS_RX_H
+#define ULPO_TLS_TLS_RX_H
+
+#include "tls/tls.h"
+
+/* Most held records whose plaintext place is tracked (bit i of the masks: the i-th held
+ * record from the head). Decrypt-ahead stops short of it; other records never need it. */
+#define RX_HELD_MASK_BITS 64
+
+/* A decrypted (held) record keeps its metadata in its own header bytes, which were
+ * checked already: [0] the real content type, [1..2] plaintext length, [3..4] the wire
+ * payload length as received. Its plaintext is at its body, in rxbuf, or at the same
+ * offset in rx_shadow when it was decrypted ahead (rx_shadow_mask). */
+static inline size_t rec_pt_len(const uint8_t *h)
+{
+	return (size_t)h[1] << 8 | h[2];
+}
+
+static inline size_t rec_wire_len(const uint8_t *h)
+{
+	return TLS_HEADER_SIZE + ((size_t)h[3] << 8 | h[4]);
+}
+
+/* Offset in rxbuf just past the held records: where the next undecrypted one starts. */
+static inline size_t rx_held_end(const struct tls_context *ctx)
+{
+	size_t end = ctx->rx_head;
+
+	for (size_t i = 0; i < ctx->rx_ndec; i++)
+		end += rec_wire_len(ctx->rxbuf + end);
+	return end;
+}
+
+/* Mark the record at rxbuf + off (the next after the held ones) as held plaintext. */
+static inline void rx_hold_at(struct tls_context *ctx, size_t off, uint8_t type, size_t plen,
+			      bool shadow)
+{
+	uint8_t *h = ctx->rxbuf + off;
+
+	h[0] = type;
+	h[1] = (uint8_t)(plen >> 8);
+	h[2] = (uint8_t)plen;
+	if (shadow && ctx->rx_ndec < RX_HELD_MASK_BITS) {
+		ctx->rx_shadow_mask |= 1ull << ctx->rx_ndec;
+		ctx->rx_ahead_new |= 1ull << ctx->rx_ndec;
+	}
+	ctx->rx_ndec++;
+}
+
+/* tls_rx_ahead.c: while the caller's thread decrypts one record, the whole records
+ * behind it go to the engine's workers, decrypted out of place into rx_shadow (their
+ * ciphertext stays intact, so a record that cannot be used is simply decrypted again
+ * later by the ordinary path). Only records whose header says application data are
+ * taken; only the in-order prefix of successes whose content type is data is attached
+ * as held records, so no result of decrypt-ahead is ever visible but plaintext that the
+ * ordinary path would have produced, in the same order. */
+/* Submit the records from rxbuf + off on; returns how many (0: nothing to do). */
+unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off);
+/* Wait for them and attach the usable prefix as held records (after the current record
+ * was consumed or held). Drops everything if the stream can no longer take them. */
+void tls_rx_ahead_finish(struct tls_context *ctx);
+void tls_rx_ahead_free(struct tls_context *ctx);
+
+#endif
