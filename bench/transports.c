@@ -1,6 +1,8 @@
-/* transports.c - the three ways tls_bench moves bytes over a loopback pair: plain TCP,
- * ulpo with keys installed on both ends (no handshake), and OpenSSL SSL_write/SSL_read
- * after a real TLS 1.3 handshake with an in-memory self-signed certificate. */
+/* transports.c - the ways the TLS benchmark moves bytes over a loopback pair: plain TCP,
+ * ulpo with keys installed (no handshake; inline or async engine), and OpenSSL
+ * SSL_write/SSL_read after a real TLS 1.3 handshake with an in-memory self-signed
+ * certificate. With a discarding receiver only the sending end carries TLS. */
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -26,27 +28,42 @@
 	  offsetof(struct S, key), offsetof(struct S, salt), offsetof(struct S, rec_seq), \
 	  suite }
 
-/* OpenSSL 3.0 has no TLS SM4 suites (RFC 8998): openssl mode is skipped for those. */
+/* OpenSSL 3.0 has no TLS SM4 suites (RFC 8998): openssl runs are "n/a" for those. */
 static const struct bench_cipher ciphers[] = {
-	C("aes128gcm", AES_GCM_128, tls12_crypto_info_aes_gcm_128, "TLS_AES_128_GCM_SHA256"),
-	C("aes256gcm", AES_GCM_256, tls12_crypto_info_aes_gcm_256, "TLS_AES_256_GCM_SHA384"),
-	C("aes128ccm", AES_CCM_128, tls12_crypto_info_aes_ccm_128, "TLS_AES_128_CCM_SHA256"),
-	C("chacha20", CHACHA20_POLY1305, tls12_crypto_info_chacha20_poly1305,
+	C("aes-128-gcm", AES_GCM_128, tls12_crypto_info_aes_gcm_128, "TLS_AES_128_GCM_SHA256"),
+	C("aes-256-gcm", AES_GCM_256, tls12_crypto_info_aes_gcm_256, "TLS_AES_256_GCM_SHA384"),
+	C("aes-128-ccm", AES_CCM_128, tls12_crypto_info_aes_ccm_128, "TLS_AES_128_CCM_SHA256"),
+	C("chacha20-poly1305", CHACHA20_POLY1305, tls12_crypto_info_chacha20_poly1305,
 	  "TLS_CHACHA20_POLY1305_SHA256"),
-	C("sm4gcm", SM4_GCM, tls12_crypto_info_sm4_gcm, NULL),
-	C("sm4ccm", SM4_CCM, tls12_crypto_info_sm4_ccm, NULL),
+	C("sm4-gcm", SM4_GCM, tls12_crypto_info_sm4_gcm, NULL),
+	C("sm4-ccm", SM4_CCM, tls12_crypto_info_sm4_ccm, NULL),
 };
+
+/* Equal but for case and '-'/'_', so "aes128gcm" (the old spelling) still works. */
+static bool name_eq(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		while (*a == '-' || *a == '_')
+			a++;
+		while (*b == '-' || *b == '_')
+			b++;
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return false;
+		if (!*a)
+			return true;
+	}
+}
 
 const struct bench_cipher *bench_cipher_get(const char *name)
 {
 	for (size_t i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
-		if (!strcmp(name, ciphers[i].name))
+		if (name_eq(name, ciphers[i].name))
 			return &ciphers[i];
+	/* "chacha20" was the old name of chacha20-poly1305 */
+	if (name_eq(name, "chacha20"))
+		return bench_cipher_get("chacha20-poly1305");
 	return NULL;
 }
-
-/* Set once by bench_transports_init, before any thread starts. */
-static const struct bench_cipher *cipher;
 
 int bench_tcp_pair(int *ret_snd, int *ret_rcv)
 {
@@ -113,35 +130,38 @@ static void ulpo_keys(const struct bench_cipher *ci, uint8_t *info)
 		die("RAND_bytes");
 }
 
-static void ulpo_install(struct conn *snd, struct conn *rcv, bool no_pad)
+/* TX keys on the sender; RX keys on the receiver only when it decrypts (a discarding
+ * receiver is a plain TCP socket). */
+static void ulpo_install(struct conn *snd, struct conn *rcv, enum bench_rx rx, bool no_pad)
 {
-	const struct bench_cipher *ci = cipher;
+	const struct bench_cipher *ci = snd->ci;
+	bool rx_tls = rx == BENCH_RX_TLS;
 	uint8_t info[64];
 	int one = 1;
 
 	ulpo_keys(ci, info);
 	if (ulpo_setsockopt(snd->fd, SOL_TCP, TCP_ULP, "tls", 4) ||
-	    ulpo_setsockopt(rcv->fd, SOL_TCP, TCP_ULP, "tls", 4))
+	    (rx_tls && ulpo_setsockopt(rcv->fd, SOL_TCP, TCP_ULP, "tls", 4)))
 		die("TCP_ULP: %s", strerror(errno));
 	if (ulpo_setsockopt(snd->fd, SOL_TLS, TLS_TX, info, ci->info_len) ||
-	    ulpo_setsockopt(rcv->fd, SOL_TLS, TLS_RX, info, ci->info_len))
+	    (rx_tls && ulpo_setsockopt(rcv->fd, SOL_TLS, TLS_RX, info, ci->info_len)))
 		die("TLS_TX/TLS_RX %s: %s", ci->name, strerror(errno));
 	explicit_bzero(info, sizeof(info));
-	if (no_pad && ulpo_setsockopt(rcv->fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one,
-				      sizeof(one)))
+	if (rx_tls && no_pad &&
+	    ulpo_setsockopt(rcv->fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one)))
 		die("TLS_RX_EXPECT_NO_PAD: %s", strerror(errno));
 }
 
-static void ulpo_setup(struct conn *snd, struct conn *rcv)
+static void ulpo_setup(struct conn *snd, struct conn *rcv, enum bench_rx rx)
 {
-	ulpo_install(snd, rcv, false);
+	ulpo_install(snd, rcv, rx, false);
 }
 
 /* The receiver promises the sender never pads (TLS_RX_EXPECT_NO_PAD), which lets
  * records decrypt straight into the caller's buffer. */
-static void ulpo_nopad_setup(struct conn *snd, struct conn *rcv)
+static void ulpo_nopad_setup(struct conn *snd, struct conn *rcv, enum bench_rx rx)
 {
-	ulpo_install(snd, rcv, true);
+	ulpo_install(snd, rcv, rx, true);
 }
 
 static ssize_t u_send(struct conn *c, const void *buf, size_t len)
@@ -194,9 +214,8 @@ static void ossl_ctx_init(bool read_ahead)
 		SSL_CTX *c = i ? cctx : sctx;
 
 		if (!SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) ||
-		    !SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) ||
-		    !SSL_CTX_set_ciphersuites(c, cipher->suite))
-			die("TLS 1.3 %s", cipher->suite);
+		    !SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION))
+			die("TLS 1.3");
 		/* Measure OpenSSL's own record layer, never the kernel's. */
 		SSL_CTX_clear_options(c, SSL_OP_ENABLE_KTLS);
 		if (read_ahead)
@@ -214,13 +233,19 @@ static void ossl_ctx_init(bool read_ahead)
 	EVP_PKEY_free(pkey);
 }
 
-static void ossl_setup(struct conn *snd, struct conn *rcv)
+/* Both ends handshake whatever the receiver does next: the sender needs its keys. The
+ * suite is set per connection, so one pair of contexts serves every cipher. */
+static void ossl_setup(struct conn *snd, struct conn *rcv, enum bench_rx rx)
 {
+	(void)rx;
 	snd->ssl = SSL_new(cctx);
 	rcv->ssl = SSL_new(sctx);
 	if (!snd->ssl || !rcv->ssl || !SSL_set_fd(snd->ssl, snd->fd) ||
 	    !SSL_set_fd(rcv->ssl, rcv->fd))
 		die("SSL_new");
+	if (!SSL_set_ciphersuites(snd->ssl, snd->ci->suite) ||
+	    !SSL_set_ciphersuites(rcv->ssl, rcv->ci->suite))
+		die("TLS 1.3 %s", snd->ci->suite);
 }
 
 /* In the run's own thread, before the clock starts: both handshakes run concurrently. */
@@ -230,7 +255,7 @@ static void ossl_start(struct conn *c, bool client)
 
 	if ((client ? SSL_connect(s) : SSL_accept(s)) != 1)
 		die("%s handshake", client ? "client" : "server");
-	if (SSL_version(s) != TLS1_3_VERSION || strcmp(SSL_get_cipher_name(s), cipher->suite))
+	if (SSL_version(s) != TLS1_3_VERSION || strcmp(SSL_get_cipher_name(s), c->ci->suite))
 		die("negotiated %s %s", SSL_get_version(s), SSL_get_cipher_name(s));
 	if (BIO_get_ktls_send(SSL_get_wbio(s)) || BIO_get_ktls_recv(SSL_get_rbio(s)))
 		die("OpenSSL switched to kTLS");
@@ -260,6 +285,7 @@ static ssize_t ossl_recv(struct conn *c, void *buf, size_t len)
 static void ossl_end(struct conn *c)
 {
 	SSL_shutdown(c->ssl);		/* close_notify; the peer's is not awaited */
+	shutdown(c->fd, SHUT_WR);	/* a discarding receiver waits for the FIN */
 }
 
 static void ossl_close(struct conn *c)
@@ -268,23 +294,39 @@ static void ossl_close(struct conn *c)
 	close(c->fd);
 }
 
+#define TCP_OPS .send = tcp_send, .recv = tcp_recv, .end = tcp_end, .close = tcp_close
+#define ULPO_OPS .ulpo = true, .send = u_send, .recv = u_recv, .end = u_end, .close = u_close
+
+/* "ulpo" is the inline engine whatever ULPO_ENGINE says: each mode names its engine. */
 const struct bench_mode bench_modes[] = {
-	{ "tcp", false, false, NULL, NULL, tcp_send, tcp_recv, tcp_end, tcp_close },
-	{ "ulpo", true, false, ulpo_setup, NULL, u_send, u_recv, u_end, u_close },
-	{ "ulpo-nopad", true, false, ulpo_nopad_setup, NULL, u_send, u_recv, u_end,
-	  u_close },
-	{ "openssl", false, true, ossl_setup, ossl_start, ossl_send, ossl_recv, ossl_end,
-	  ossl_close },
+	{ .name = "tcp", TCP_OPS },
+	{ .name = "openssl", .ossl = true, .setup = ossl_setup, .start = ossl_start,
+	  .send = ossl_send, .recv = ossl_recv, .end = ossl_end, .close = ossl_close },
+	{ .name = "ulpo", ULPO_OPS, .setup = ulpo_setup, .engine = ULPO_ENGINE_INLINE },
+	{ .name = "ulpo-async1", ULPO_OPS, .setup = ulpo_setup, .engine = ULPO_ENGINE_ASYNC,
+	  .workers = 1 },
+	{ .name = "ulpo-async2", ULPO_OPS, .setup = ulpo_setup, .engine = ULPO_ENGINE_ASYNC,
+	  .workers = 2 },
+	{ .name = "ulpo-nopad", ULPO_OPS, .setup = ulpo_nopad_setup,
+	  .engine = ULPO_ENGINE_INLINE },
+	{ .name = "ulpo-nopad-async2", ULPO_OPS, .setup = ulpo_nopad_setup,
+	  .engine = ULPO_ENGINE_ASYNC, .workers = 2 },
 };
 const size_t bench_nmodes = sizeof(bench_modes) / sizeof(bench_modes[0]);
 
-void bench_transports_init(const struct bench_cipher *ci, bool openssl, bool read_ahead)
+const struct bench_mode *bench_mode_get(const char *name)
 {
-	cipher = ci;
+	for (size_t i = 0; i < bench_nmodes; i++)
+		if (!strcmp(name, bench_modes[i].name))
+			return &bench_modes[i];
+	return NULL;
+}
+
+void bench_transports_init(bool openssl, bool read_ahead)
+{
 	if (openssl)
 		ossl_ctx_init(read_ahead);
 }
-
 void bench_transports_free(void)
 {
 	SSL_CTX_free(sctx);

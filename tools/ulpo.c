@@ -1,4 +1,5 @@
-/* ulpo.c - the `ulpo` command: version, stats of running processes, the demo. */
+/* ulpo.c - the `ulpo` command: version, stats of running processes, the demo, the
+ * benchmarks. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,7 +14,11 @@ static void usage(FILE *f)
 		"  version               print the library version\n"
 		"  stats [--pid P] [--json]\n"
 		"                        counters of processes running ulpo (kernel tls_stat names)\n"
-		"  demo [--mib N]        TLS transfer through ulpo with real peers, then counters\n");
+		"  demo [--mib N]        TLS transfer through ulpo with real peers, then counters\n"
+		"  bench tls [options]   TCP vs OpenSSL vs ulpo (inline/async), AES-128-GCM and\n"
+		"                        SM4-GCM, 1 and 4 streams: table and ulpo-bench-tls.png\n"
+		"                        (ulpo bench tls --help for the options)\n"
+		"  help                  this text\n");
 }
 
 int main(int argc, char **argv)
@@ -30,6 +35,8 @@ int main(int argc, char **argv)
 		return ulpo_cmd_stats(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "demo"))
 		return ulpo_cmd_demo(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench"))
+		return ulpo_cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

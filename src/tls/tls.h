@@ -42,7 +42,8 @@ const struct tls_cipher_desc *tls_cipher_at(size_t i);
 struct tls_crypto {
 	const struct tls_cipher_desc *cd;
 	uint16_t version;
-	struct ulpo_aead *aead;
+	struct ulpo_aead *aead;		/* keyed on first use; NULL while the socket is quiet */
+	enum ulpo_aead_backend backend;	/* the library chosen at install */
 	struct ulpo_device *dev;
 	uint8_t iv[TLS_NONCE_SIZE];	/* salt || iv; for 1.2 GCM/CCM the iv part is the
 					 * explicit nonce, advanced per record */
@@ -77,6 +78,8 @@ struct tls_context {
 	/* RX (under sk->rx_lock) */
 	uint8_t *rxbuf;			/* ciphertext from TCP; records decrypted in place */
 	size_t rx_cap, rx_head, rx_tail;
+	size_t rx_dirty;		/* bytes of rxbuf (and rx_shadow) ever written */
+	bool rx_pt_in_buf;		/* plaintext was ever placed in rxbuf: wipe it */
 	size_t rx_ndec;			/* records at the head already decrypted (held) */
 	size_t rx_consumed;		/* plaintext bytes of the head record already read */
 	bool rx_no_pad;
@@ -105,6 +108,10 @@ static inline struct tls_context *tls_ctx(struct ulpo_sock *sk)
 /* tls_main.c */
 int tls_crypto_init(struct tls_crypto *c, const void *info, size_t len);
 void tls_crypto_wipe(struct tls_crypto *c);
+/* Key c->aead from the installed crypto_info if a quiet spell dropped it (~0.5 us), or
+ * drop it: an idle socket keeps the key bytes, not the key schedule and GHASH tables. */
+int tls_crypto_key(struct tls_crypto *c);
+void tls_crypto_unkey(struct tls_crypto *c);
 /* Advance rec_seq (and the 1.2 explicit IV); -EBADMSG when it would wrap. */
 int tls_crypto_advance(struct tls_crypto *c);
 void tls_crypto_nonce(const struct tls_crypto *c, uint8_t nonce[TLS_NONCE_SIZE]);
@@ -117,6 +124,9 @@ int tls_job_run(struct tls_crypto *c, struct ulpo_job *job);
 ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
 ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
 void tls_tx_free(struct tls_context *ctx);
+/* The connection went quiet: give back the record buffers it is not using (under the
+ * TX lock). */
+void tls_tx_trim(struct tls_context *ctx);
 
 /* tls_txq.c: the queue of closed records; all but init/free under sk->tx_lock */
 struct tls_rec;
@@ -129,6 +139,7 @@ bool tls_txq_writable(const struct tls_context *ctx);
 bool tls_txq_unsent_ready(const struct tls_context *ctx);
 void tls_txq_wait_sealed(struct tls_context *ctx);
 void tls_txq_free(struct tls_context *ctx);
+void tls_txq_trim(struct tls_context *ctx);
 /* Every holder of sk->tx_lock releases it through this: it sends what completed. */
 void tls_tx_unlock(struct tls_context *ctx);
 

@@ -31,6 +31,7 @@ int tls_crypto_init(struct tls_crypto *c, const void *info, size_t len)
 	c->cd = cd;
 	c->version = ci->version;
 	c->aead = aead;
+	c->backend = ulpo_aead_backend_of(aead);
 	memcpy(c->iv, p + cd->off_salt, cd->salt_len);
 	memcpy(c->iv + cd->salt_len, p + cd->off_iv, cd->iv_len);
 	memcpy(c->rec_seq, p + cd->off_rec_seq, sizeof(c->rec_seq));
@@ -45,6 +46,20 @@ void tls_crypto_wipe(struct tls_crypto *c)
 {
 	ulpo_aead_free(c->aead);
 	explicit_bzero(c, sizeof(*c));
+}
+
+int tls_crypto_key(struct tls_crypto *c)
+{
+	if (c->aead)
+		return 0;
+	return ulpo_aead_new(c->cd->alg, c->backend, c->info + c->cd->off_key, c->cd->key_len,
+			     &c->aead);
+}
+
+void tls_crypto_unkey(struct tls_crypto *c)
+{
+	ulpo_aead_free(c->aead);
+	c->aead = NULL;
 }
 
 static bool bigint_increment(uint8_t *seq, size_t len)
@@ -106,8 +121,10 @@ static void job_done(struct ulpo_job *job)
 int tls_job_run(struct tls_crypto *c, struct ulpo_job *job)
 {
 	bool done = false;
-	int r;
+	int r = tls_crypto_key(c);
 
+	if (r < 0)
+		return r;
 	job->aead = c->aead;
 	job->complete = job_done;
 	job->priv = &done;

@@ -34,15 +34,44 @@ long tls_rx_msg_size(const struct tls_crypto *c, const uint8_t *p, size_t avail)
 
 void tls_rx_free(struct tls_context *ctx)
 {
-	/* Plaintext decrypted in place may sit anywhere in the buffer: wipe it all, once,
-	 * rather than every record as it is consumed. */
-	if (ctx->rxbuf)
-		explicit_bzero(ctx->rxbuf, ctx->rx_cap);
+	/* Plaintext decrypted in place may sit anywhere in the buffer: wipe what was
+	 * written, once, rather than every record as it is consumed. */
+	if (ctx->rxbuf && ctx->rx_pt_in_buf)
+		explicit_bzero(ctx->rxbuf, ctx->rx_dirty);
 	free(ctx->rxbuf);
 	ctx->rxbuf = NULL;
 	ctx->rx_head = ctx->rx_tail = ctx->rx_ndec = ctx->rx_consumed = 0;
 	tls_rx_ahead_free(ctx);
 	ctx->rx_shadow_mask = ctx->rx_ahead_new = 0;
+	ctx->rx_dirty = 0;
+	ctx->rx_pt_in_buf = false;
+}
+
+/* A read found nothing to do: the connection is quiet. An idle connection keeps no
+ * record buffers (a few hundred bytes of state instead of ~100 KiB): the receive buffer
+ * goes if it holds nothing, and the TX side's spare records if no send is running. */
+static void rx_quiet(struct tls_context *ctx)
+{
+	struct ulpo_sock *sk = ctx->sk;
+
+	if (ctx->rx_head != ctx->rx_tail || ctx->rx_ndec)
+		return;
+	tls_rx_free(ctx);
+	tls_crypto_unkey(&ctx->rx);
+	if (pthread_mutex_trylock(&sk->tx_lock) == 0) {	/* never waits: rx_lock is held */
+		tls_tx_trim(ctx);
+		tls_tx_unlock(ctx);
+	}
+}
+
+/* Block until TCP has a byte for us, reading nothing (recv's own blocking: SO_RCVTIMEO,
+ * signals and EOF behave as they would for the read that follows). */
+static int rx_wait_readable(int fd)
+{
+	uint8_t b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK);
+
+	return n < 0 ? -errno : 0;
 }
 
 /* Read what TCP has into the receive buffer, compacting first. >0 bytes, 0 at EOF. */
@@ -50,6 +79,15 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 {
 	ssize_t n;
 
+	if (!nonblock && (!ctx->rxbuf || (ctx->rx_head == ctx->rx_tail && !ctx->rx_ndec))) {
+		/* About to block with nothing buffered: see first whether we would. */
+		n = rx_fill(ctx, true);
+		if (n != -EAGAIN)
+			return n;
+		n = rx_wait_readable(ctx->sk->fd);
+		if (n < 0)
+			return n;
+	}
 	if (!ctx->rxbuf) {
 		ctx->rxbuf = malloc(RX_CAP);
 		if (!ctx->rxbuf)
@@ -75,9 +113,15 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 		n = recv(ctx->sk->fd, ctx->rxbuf + ctx->rx_tail, ctx->rx_cap - ctx->rx_tail,
 			 nonblock ? MSG_DONTWAIT : 0);
 	while (n < 0 && errno == EINTR && nonblock);
-	if (n < 0)
-		return -errno;
+	if (n < 0) {
+		n = -errno;
+		if (n == -EAGAIN)
+			rx_quiet(ctx);
+		return n;
+	}
 	ctx->rx_tail += (size_t)n;
+	if (ctx->rx_tail > ctx->rx_dirty)
+		ctx->rx_dirty = ctx->rx_tail;
 	return n;
 }
 
@@ -255,8 +299,10 @@ static long rx_decrypt(struct tls_context *ctx, size_t rel, size_t wire, struct 
 	struct ulpo_job job = { .op = ULPO_JOB_OPEN };
 	uint8_t scratch = 0, type = h[0];
 	size_t plen = clen;
-	int n = 1, r;
+	int n = 1, r = tls_crypto_key(c);
 
+	if (r < 0)
+		return r;	/* no memory to re-key after a quiet spell: not the record's fault */
 	if (zc) {
 		n = dst_peek(d, clen - c->tail, dst, MAX_DST_IOV);
 		if (n < 0)
@@ -269,6 +315,7 @@ static long rx_decrypt(struct tls_context *ctx, size_t rel, size_t wire, struct 
 	if (!zc) {
 		dst[0] = src;
 		n = 1;
+		ctx->rx_pt_in_buf = true;
 	}
 	tls_crypto_nonce(c, job.nonce);
 	/* TLS 1.2 GCM/CCM: the sender's explicit nonce, whatever it chose. */
@@ -444,6 +491,11 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			if (!peek)
 				ahead = tls_rx_ahead_start(ctx, ctx->rx_head + rel + wire) > 0;
 			err = rx_decrypt(ctx, rel, wire, &d, zc, &type);
+			if (err == -ENOMEM) {
+				if (copied)
+					err = 0;
+				break;
+			}
 			if (err < 0) {
 				/* The record stays first: every later read fails the same way. */
 				ulpo_sock_set_error(sk, (int)err);
@@ -469,6 +521,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 					/* Not deliverable now: keep it, decrypted, in the
 					 * receive buffer (the kernel's decrypt retry). */
 					dst_read(&d, h + TLS_HEADER_SIZE + c->explicit_iv, plen);
+					ctx->rx_pt_in_buf = true;
 					rx_hold(ctx, rel, type, plen);
 					if (control == type)
 						err = -EIO;

@@ -41,7 +41,7 @@ void tls_rx_ahead_free(struct tls_context *ctx)
 	free(par);
 	ctx->rx_par = NULL;
 	if (ctx->rx_shadow)
-		explicit_bzero(ctx->rx_shadow, ctx->rx_cap);
+		explicit_bzero(ctx->rx_shadow, ctx->rx_dirty);
 	free(ctx->rx_shadow);
 	ctx->rx_shadow = NULL;
 }
@@ -89,7 +89,7 @@ static int par_key(struct tls_context *ctx, unsigned int i)
 
 	if (par->aead[i])
 		return 0;
-	return ulpo_aead_new(c->cd->alg, ulpo_aead_backend_of(c->aead), c->info + c->cd->off_key,
+	return ulpo_aead_new(c->cd->alg, c->backend, c->info + c->cd->off_key,
 			     c->cd->key_len, &par->aead[i]);
 }
 

@@ -33,6 +33,16 @@ void tls_tx_free(struct tls_context *ctx)
 	tls_txq_free(ctx);
 }
 
+void tls_tx_trim(struct tls_context *ctx)
+{
+	if (ctx->open_buf && !ctx->open_len) {
+		free(ctx->open_buf);	/* wiped as each record was closed */
+		ctx->open_buf = NULL;
+	}
+	tls_txq_trim(ctx);
+	tls_crypto_unkey(&ctx->tx);
+}
+
 /* TLS_SET_RECORD_TYPE (tls_process_cmsg): only looked at when there is control data,
  * and then a SOL_TLS cmsg must be there; the last one wins. */
 static int parse_cmsg(const struct msghdr *msg, int flags, uint8_t *ret_type)

@@ -111,7 +111,7 @@ static int rec_key(struct tls_context *ctx, struct tls_rec *rec)
 	ulpo_aead_free(rec->aead);
 	rec->aead = NULL;
 	rec->aead_gen = ctx->tx_key_gen;
-	return ulpo_aead_new(c->cd->alg, ulpo_aead_backend_of(c->aead), c->info + c->cd->off_key,
+	return ulpo_aead_new(c->cd->alg, c->backend, c->info + c->cd->off_key,
 			     c->cd->key_len, &rec->aead);
 }
 
@@ -360,15 +360,12 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 	memcpy(rec->buf + TLS_HEADER_SIZE, c->iv + c->cd->salt_len, c->explicit_iv);
 	memset(&rec->job, 0, sizeof(rec->job));
 	rec->job.op = ULPO_JOB_SEAL;
-	rec->job.aead = c->aead;
-	if (rec->async) {
-		r = rec_key(ctx, rec);
-		if (r < 0) {
-			rec_put(ctx, rec);
-			return r;
-		}
-		rec->job.aead = rec->aead;
+	r = rec->async ? rec_key(ctx, rec) : tls_crypto_key(c);
+	if (r < 0) {
+		rec_put(ctx, rec);
+		return r;
 	}
+	rec->job.aead = rec->async ? rec->aead : c->aead;
 	tls_crypto_nonce(c, rec->job.nonce);
 	rec->job.aadlen = (uint8_t)tls_make_aad(c, rec->job.aad, type, plen, payload);
 	rec->dst.iov_base = body;
@@ -424,6 +421,19 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 	}
 	tls_txq_push(ctx, flags);
 	return 0;
+}
+
+/* Spare records go back to the allocator; records still queued stay, of course. */
+void tls_txq_trim(struct tls_context *ctx)
+{
+	struct tls_rec *rec, *next;
+
+	for (rec = ctx->txq_pool; rec; rec = next) {
+		next = rec->next;
+		rec_free(rec);
+	}
+	ctx->txq_pool = NULL;
+	ctx->txq_npool = 0;
 }
 
 /* Free the queue at the socket's last reference: every record has completed by then
