@@ -30,6 +30,17 @@ static size_t heap_used(void)
 	return mi.uordblks + mi.hblkhd;
 }
 
+/* Whether mallinfo2 sees this process's allocations (not under a sanitizer's allocator). */
+static bool heap_visible(void)
+{
+	size_t before = heap_used();
+	void *volatile p = malloc(1 << 20);
+	bool seen = heap_used() >= before + (1 << 20);
+
+	free(p);
+	return seen;
+}
+
 static size_t env_or(const char *name, size_t dflt)
 {
 	const char *s = getenv(name);
@@ -166,9 +177,15 @@ static void t_idle(size_t n)
 	CHECK_EQ(bad, 0);
 	after = heap_used();
 	per = ((double)after - (double)base) / (double)n;
-	printf("idle: %zu TLS connections in this process, heap %+.2f MiB, %.0f bytes per idle "
-	       "connection (limit 4096)\n", n, ((double)after - (double)base) / 1048576.0, per);
-	CHECK(per <= 4096);
+	if (heap_visible()) {
+		printf("idle: %zu TLS connections in this process, heap %+.2f MiB, %.0f bytes per "
+		       "idle connection (limit 4096)\n", n,
+		       ((double)after - (double)base) / 1048576.0, per);
+		CHECK(per <= 4096);
+	} else {
+		printf("idle: %zu TLS connections; heap not measurable under this allocator "
+		       "(sanitizer build): only the exchanges are checked\n", n);
+	}
 	/* Quiet connections wake up and carry on. */
 	for (size_t i = 0; i < n; i++)
 		if (exchange(fd[i], i, 1))
@@ -236,10 +253,16 @@ static void *fair_receiver(void *arg)
 
 			if (!(p[j].revents & POLLIN))
 				continue;
-			r = ulpo_recv(p[j].fd, buf, sizeof(buf), MSG_DONTWAIT);
-			if (r > 0)
+			/* Up to 256 KiB per turn: more than any one sender has in
+			 * flight, so what each gets is up to its sender and the engine,
+			 * yet no busy pair can keep a receiver to itself. */
+			for (int k = 0; k < 4; k++) {
+				r = ulpo_recv(p[j].fd, buf, sizeof(buf), MSG_DONTWAIT);
+				if (r <= 0)
+					break;
 				atomic_fetch_add_explicit(&f->got[idx[j]], (uint64_t)r,
 							  memory_order_relaxed);
+			}
 		}
 	}
 	free(p);
