@@ -74,6 +74,10 @@ struct tls_context {
 	uint32_t tx_key_gen;		/* bumped at every TX key install */
 	_Atomic unsigned int txq_kick;	/* completions so far (futex word) */
 	_Atomic int txq_waiters;
+	/* The waiter sleeps until the record with this number completes (earlier ones do
+	 * not wake it): a sender at the bound wakes once per half queue, not per record. */
+	_Atomic uint64_t txq_wake_seq;
+	uint64_t txq_next_seq;		/* numbers records as they are queued */
 
 	/* RX (under sk->rx_lock) */
 	uint8_t *rxbuf;			/* ciphertext from TCP; records decrypted in place */

