@@ -367,6 +367,26 @@ out:
 	return r;
 }
 
+bool ulpo_engine_help(void)
+{
+	struct qent e;
+
+	if (!atomic_load_explicit(&queued, memory_order_relaxed))
+		return false;
+	pthread_mutex_lock(&q.lock);
+	if (!q.count) {
+		pthread_mutex_unlock(&q.lock);
+		return false;
+	}
+	e = q.ring[q.head];
+	q.head = (q.head + 1) & (q.cap - 1);
+	q.count--;
+	atomic_store_explicit(&queued, q.count, memory_order_relaxed);
+	pthread_mutex_unlock(&q.lock);
+	run_and_complete(e.job, e.inject);
+	return true;
+}
+
 /* ---- fork, environment ---- */
 
 /* Holding q.lock across fork() gives the child a queue that is not half updated. */

@@ -4,6 +4,7 @@
 #ifndef ULPO_ENGINE_ENGINE_H
 #define ULPO_ENGINE_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <ulpo/device.h>
@@ -28,6 +29,13 @@
  * one per job that may be in flight). complete() runs on a worker: it must publish the
  * result to whoever waits with a release store or a lock, and may free the job. */
 int ulpo_engine_submit(struct ulpo_job *job);
+
+/* Run the oldest queued job on the calling thread, if there is one (true). A thread about
+ * to sleep until its jobs complete lends its CPU instead: on a machine with few cores the
+ * sleep and the wakeup cost more than the job. The job's complete() then runs on this
+ * thread, outside any submit call; callers must hold no lock a complete() may wait for
+ * (the record layer's completions only trylock). */
+bool ulpo_engine_help(void);
 
 /* The mode new jobs get, without the settings lock (hot path). A job flagged
  * ULPO_JOB_F_INLINE runs on the submitter's thread in any mode. */

@@ -195,7 +195,8 @@ void tls_rx_ahead_finish(struct tls_context *ctx)
 	par->n = 0;
 	/* Acquire pairs with the completions' release: results and plaintext are ours. */
 	while ((v = atomic_load_explicit(&par->pending, memory_order_acquire)))
-		syscall(SYS_futex, &par->pending, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+		if (!ulpo_engine_help())
+			syscall(SYS_futex, &par->pending, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
 	if (ctx->rx_fatal || ctx->key_update_pending || ctx->rx_stopped)
 		return;
 	next = rx_held_end(ctx);

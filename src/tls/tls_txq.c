@@ -24,7 +24,6 @@
 #define REC_READY 0
 #define TXQ_DEFAULT_RECORDS 16
 #define TXQ_DEFAULT_BYTES (256u << 10)
-#define TXQ_POOL_MAX 4			/* spare record buffers kept per socket */
 
 struct tls_rec {
 	struct tls_rec *next;
@@ -80,6 +79,7 @@ static struct tls_rec *rec_get(struct tls_context *ctx)
 	if (rec) {
 		rec->aead = NULL;
 		rec->aead_gen = 0;
+		atomic_init(&rec->state, REC_SUBMITTED);	/* not sealed: wipe when freed */
 	}
 	return rec;
 }
@@ -87,13 +87,18 @@ static struct tls_rec *rec_get(struct tls_context *ctx)
 static void rec_free(struct tls_rec *rec)
 {
 	ulpo_aead_free(rec->aead);
-	explicit_bzero(rec->buf, sizeof(rec->buf));
+	/* A sealed record holds ciphertext only; one that never was may hold plaintext. */
+	if (atomic_load_explicit(&rec->state, memory_order_relaxed) != REC_READY)
+		explicit_bzero(rec->buf, sizeof(rec->buf));
 	free(rec);
 }
 
+/* Spare records are kept up to the in-flight bound: a busy socket reuses its records and
+ * their keyed contexts instead of allocating, keying and freeing one per record; a quiet
+ * socket gives them all back (tls_txq_trim). */
 static void rec_put(struct tls_context *ctx, struct tls_rec *rec)
 {
-	if (ctx->txq_npool < TXQ_POOL_MAX) {
+	if (ctx->txq_npool < ctx->txq_max_recs) {
 		rec->next = ctx->txq_pool;
 		ctx->txq_pool = rec;
 		ctx->txq_npool++;
@@ -275,8 +280,12 @@ static int txq_wait_progress(struct tls_context *ctx, int push_result)
 	for (unsigned int i = 0; rec && i <= ctx->txq_nrecs / 2; i++, rec = rec->next)
 		if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_SUBMITTED)
 			last = rec;
-	if (last)
-		txq_wait_rec(ctx, last, 10 * 1000 * 1000);
+	if (!last)
+		return 0;
+	while (atomic_load_explicit(&last->state, memory_order_acquire) == REC_SUBMITTED &&
+	       ulpo_engine_help())
+		;
+	txq_wait_rec(ctx, last, 10 * 1000 * 1000);
 	return 0;
 }
 

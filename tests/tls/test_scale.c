@@ -121,8 +121,12 @@ static int peer(const struct variant *v, size_t n, int rounds, const struct sock
 			    ulpo_send(fd[i], rep, REP_LEN, 0) != REP_LEN)
 				return 2;
 		}
-	for (size_t i = 0; i < n; i++)
+	/* The connections end from this process's side, after its last quiet read. */
+	for (size_t i = 0; i < n; i++) {
+		if (ulpo_recv(fd[i], req, 1, 0) != 0)
+			return 3;
 		ulpo_close(fd[i]);
+	}
 	return 0;
 }
 
@@ -135,11 +139,19 @@ static int exchange(int fd, size_t i, int round)
 
 	fill_msg(req, REQ_LEN, tag);
 	fill_msg(rep, REP_LEN, ~tag);
-	if (ulpo_send(fd, req, REQ_LEN, 0) != REQ_LEN ||
-	    u_read_full(fd, got, REP_LEN, 0) != REP_LEN || memcmp(got, rep, REP_LEN))
-		return -1;
-	if (ulpo_recv(fd, got, 1, MSG_DONTWAIT) != -1 || errno != EAGAIN)
-		return -1;
+	ssize_t r;
+
+	if (ulpo_send(fd, req, REQ_LEN, 0) != REQ_LEN)
+		return fprintf(stderr, "conn %zu round %d: send: %s\n", i, round,
+			       strerror(errno)), -1;
+	r = u_read_full(fd, got, REP_LEN, 0);
+	if (r != REP_LEN || memcmp(got, rep, REP_LEN))
+		return fprintf(stderr, "conn %zu round %d: reply: %zd bytes%s (%s)\n", i, round,
+			       r, r == REP_LEN ? ", wrong" : "", strerror(errno)), -1;
+	r = ulpo_recv(fd, got, 1, MSG_DONTWAIT);
+	if (r != -1 || errno != EAGAIN)
+		return fprintf(stderr, "conn %zu round %d: quiet read: %zd (%s)\n", i, round,
+			       r, strerror(errno)), -1;
 	return 0;
 }
 
