@@ -15,8 +15,9 @@
 
 /* Queue a job; never waits for a job to run. Callable from any thread, including from a
  * complete() callback (a re-submit from there is queued, not run on that stack).
- *  - async mode: the job runs on a worker thread and job->complete(job) is called there,
- *    never on the submitter's stack; completion order across jobs is not guaranteed.
+ *  - async mode: the job runs on a worker thread (or on a thread that lends its CPU
+ *    through ulpo_engine_help) and job->complete(job) is called there, never inside this
+ *    call; completion order across jobs is not guaranteed.
  *  - inline mode: the job runs on the caller's thread and complete() has been called
  *    before this returns.
  * Returns 0 when the job was accepted: complete() will then run exactly once, with
