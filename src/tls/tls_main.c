@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "core/stats.h"
-#include "tls/tls.h"
+#include "tls/tls_rx.h"
 
 #define TCP_ULP_NAME_MAX 16
 
@@ -68,6 +68,16 @@ static bool bigint_increment(uint8_t *seq, size_t len)
 		if (++seq[i])
 			return false;
 	return true;
+}
+
+static void bigint_sub(uint8_t *v, size_t len, unsigned int k)
+{
+	for (size_t i = len; i-- > 0 && k;) {
+		unsigned int d = v[i] - (k & 0xff);
+
+		v[i] = (uint8_t)d;
+		k = (k >> 8) + (d > 0xff);	/* borrow */
+	}
 }
 
 int tls_crypto_advance(struct tls_crypto *c)
@@ -258,6 +268,7 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		tls_tx_unlock(ctx);
 	} else {
 		pthread_mutex_lock(&ctx->sk->rx_lock);
+		tls_rx_ahead_finish(ctx);	/* results under the old key settle first */
 		tls_crypto_wipe(&ctx->rx);
 		ctx->rx = fresh;
 		ctx->rx_key_gen++;
@@ -388,6 +399,15 @@ static int getsockopt_conf(struct tls_context *ctx, void *optval, socklen_t *opt
 	/* The current explicit IV and sequence, as the kernel reports them. */
 	memcpy(info + c->cd->off_iv, c->iv + c->cd->salt_len, c->cd->iv_len);
 	memcpy(info + c->cd->off_rec_seq, c->rec_seq, c->cd->rec_seq_len);
+	if (!tx && ctx->rx_ahead_new) {
+		/* Records decrypted ahead that no call has looked at yet were, as far as
+		 * the caller can tell, never decrypted: report the numbers before them. */
+		unsigned int k = (unsigned int)__builtin_popcountll(ctx->rx_ahead_new);
+
+		bigint_sub(info + c->cd->off_rec_seq, c->cd->rec_seq_len, k);
+		if (!c->xor_seq)
+			bigint_sub(info + c->cd->off_iv, c->cd->iv_len, k);
+	}
 	memcpy(optval, info, len);
 out:
 	pthread_mutex_unlock(lock);

@@ -7,10 +7,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ulpo/engine.h>
+
 #include "core/stats.h"
+#include "engine/engine.h"
 #include "tls/tls_rx.h"
 
-#define RX_CAP (4 * TLS_MAX_WIRE)	/* a few records per read(): fewer syscalls */
+/* Several records per read() (fewer syscalls, and enough for the workers to share);
+ * the same in both engine modes, so what a read returns never depends on the mode. */
+#define RX_CAP (8 * TLS_MAX_WIRE)
 #define TLS_HANDSHAKE_KEYUPDATE 24
 #define MAX_DST_IOV 64
 
@@ -34,6 +39,7 @@ long tls_rx_msg_size(const struct tls_crypto *c, const uint8_t *p, size_t avail)
 
 void tls_rx_free(struct tls_context *ctx)
 {
+	tls_rx_ahead_finish(ctx);	/* nothing of ours may still be in the engine */
 	/* Plaintext decrypted in place may sit anywhere in the buffer: wipe what was
 	 * written, once, rather than every record as it is consumed. */
 	if (ctx->rxbuf && ctx->rx_pt_in_buf)
@@ -79,6 +85,7 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 {
 	ssize_t n;
 
+	tls_rx_ahead_finish(ctx);	/* the buffer may move: nothing may be in flight */
 	if (!nonblock && (!ctx->rxbuf || (ctx->rx_head == ctx->rx_tail && !ctx->rx_ndec))) {
 		/* About to block with nothing buffered: see first whether we would. */
 		n = rx_fill(ctx, true);
@@ -388,6 +395,28 @@ static void rx_consume_head(struct tls_context *ctx)
 	ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
 }
 
+/* At the end of a read on the async engine: take what TCP has (without waiting) and give
+ * the whole records to the workers, so they decrypt while the caller works on what it got
+ * and the next reads find plaintext. Only buffering moves earlier: what each read returns
+ * is what it would have been. */
+static void rx_read_ahead(struct tls_context *ctx, bool caller_full)
+{
+	ssize_t n;
+
+	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || !ctx->rxbuf || tls_rx_ahead_busy(ctx) ||
+	    ctx->rx_stopped || ctx->rx_eof || ctx->rx_fatal || ctx->key_update_pending)
+		return;
+	/* A read that still had room has just asked TCP already. */
+	if (caller_full && (ctx->rx_cap - ctx->rx_tail >= TLS_MAX_WIRE || ctx->rx_head)) {
+		n = rx_fill(ctx, true);
+		if (n == 0)
+			ctx->rx_eof = true;
+		else if (n < 0 && n != -EAGAIN && n != -ENOBUFS)
+			ulpo_sock_set_error(ctx->sk, (int)n);	/* for the next read */
+	}
+	tls_rx_ahead_kick(ctx);
+}
+
 ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 {
 	struct tls_context *ctx = tls_ctx(sk);
@@ -401,7 +430,6 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	int saved_flags = msg->msg_flags;
 	size_t saved_controllen = msg->msg_controllen, held_at_start;
 	uint64_t ahead_new_at_start;
-	bool ahead = false;
 
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
 	msg->msg_flags = 0;
@@ -423,12 +451,10 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 		size_t wire, plen, avail, off, n;
 		uint8_t type;
 
-		if (ahead) {
-			/* The record decrypted last pass is consumed or held: the ones
-			 * decrypted behind it on the workers join the held list. */
+		/* Next in line is the first record the workers have: their results join
+		 * the held list now (a record before them is decrypted meanwhile). */
+		if (recidx >= ctx->rx_ndec && tls_rx_ahead_due(ctx, ctx->rx_head + rel))
 			tls_rx_ahead_finish(ctx);
-			ahead = false;
-		}
 		if (recidx >= ctx->rx_ndec) {
 			long sz;
 			bool zc;
@@ -455,8 +481,20 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			if (sz == 0) {
 				ssize_t got;
 
-				if (copied >= target || ctx->rx_eof)
+				if (ctx->rx_eof)
 					break;
+				if (copied >= target) {
+					/* As the kernel, go on while whole records are ready:
+					 * take what TCP has, without waiting. */
+					got = rx_fill(ctx, true);
+					if (got > 0)
+						continue;
+					if (got == 0)
+						ctx->rx_eof = true;
+					else if (got != -EAGAIN && got != -ENOBUFS)
+						err = got;	/* for the next read */
+					break;
+				}
 				err = ulpo_sock_error(sk);
 				if (err)
 					break;
@@ -489,7 +527,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			/* The records queued behind this one are decrypted on the engine's
 			 * workers meanwhile (async engine; not when peeking). */
 			if (!peek)
-				ahead = tls_rx_ahead_start(ctx, ctx->rx_head + rel + wire) > 0;
+				tls_rx_ahead_start(ctx, ctx->rx_head + rel + wire, true);
 			err = rx_decrypt(ctx, rel, wire, &d, zc, &type);
 			if (err == -ENOMEM) {
 				if (copied)
@@ -586,8 +624,8 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 		if (type != ULPO_TLS_RECORD_DATA)
 			break;
 	}
-	if (ahead)
-		tls_rx_ahead_finish(ctx);
+	if (!peek)
+		rx_read_ahead(ctx, d.left == 0);
 	if (cm_used || msg->msg_control)
 		msg->msg_controllen = cm_used;
 	if (copied && err < 0 && err != -EAGAIN && err != -EIO && err != -EKEYEXPIRED &&

@@ -56,10 +56,20 @@ static inline void rx_hold_at(struct tls_context *ctx, size_t off, uint8_t type,
  * taken; only the in-order prefix of successes whose content type is data is attached
  * as held records, so no result of decrypt-ahead is ever visible but plaintext that the
  * ordinary path would have produced, in the same order. */
-/* Submit the records from rxbuf + off on; returns how many (0: nothing to do). */
-unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off);
-/* Wait for them and attach the usable prefix as held records (after the current record
- * was consumed or held). Drops everything if the stream can no longer take them. */
+/* Submit the records from rxbuf + off on; returns how many (0: nothing to do, or a batch
+ * is already in flight). */
+unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off, bool behind_current);
+/* At the end of a read: start a batch on the records queued after the held ones, and
+ * return without waiting (the next call on the socket collects it). */
+void tls_rx_ahead_kick(struct tls_context *ctx);
+/* Whether a batch is in flight; whether it starts with the record at rxbuf + off. */
+bool tls_rx_ahead_busy(const struct tls_context *ctx);
+bool tls_rx_ahead_due(const struct tls_context *ctx, size_t off);
+/* Wait for the batch in flight and attach the usable prefix as held records. Called
+ * (under the RX lock) when the reader reaches the batch's first record, and before
+ * anything moves or frees the buffer or changes the keys: rx_fill, tls_rx_free, rekey.
+ * Meanwhile the reader only decrypts records before the batch and reads headers, which
+ * the workers never touch. Drops the results if the stream can no longer take them. */
 void tls_rx_ahead_finish(struct tls_context *ctx);
 void tls_rx_ahead_free(struct tls_context *ctx);
 

@@ -93,22 +93,25 @@ static int par_key(struct tls_context *ctx, unsigned int i)
 			     c->cd->key_len, &par->aead[i]);
 }
 
-unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
+unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off, bool behind_current)
 {
+	long first;
 	struct tls_crypto seq;		/* the sequence numbers after the current record */
 	struct tls_rx_par *par;
 	unsigned int n = 0;
 
-	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || ctx->rx_ndec + 1 >= RX_HELD_MASK_BITS)
+	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || ctx->rx_ndec + 1 >= RX_HELD_MASK_BITS ||
+	    (ctx->rx_par && ctx->rx_par->n))
 		return 0;
-	/* Worth it only for at least one whole record behind the current one. */
-	if (tls_rx_msg_size(&ctx->rx, ctx->rxbuf + off, ctx->rx_tail - off) <= 0)
-		return 0;
+	first = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + off, ctx->rx_tail - off);
+	if (first <= 0 || (size_t)first > ctx->rx_tail - off)
+		return 0;	/* not one whole record there */
 	if (par_get(ctx) < 0)
 		return 0;
 	par = ctx->rx_par;
 	memcpy(&seq, &ctx->rx, sizeof(seq));
-	if (tls_crypto_advance(&seq) < 0)
+	/* The record the caller is decrypting now takes the current number. */
+	if (behind_current && tls_crypto_advance(&seq) < 0)
 		goto out;
 	while (n < RX_AHEAD_MAX && ctx->rx_ndec + 1 + n < RX_HELD_MASK_BITS) {
 		const struct tls_crypto *c = &ctx->rx;
@@ -160,6 +163,31 @@ out:
 	explicit_bzero(&seq, sizeof(seq));
 	par->n = n;
 	return n;
+}
+
+bool tls_rx_ahead_busy(const struct tls_context *ctx)
+{
+	return ctx->rx_par && ctx->rx_par->n;
+}
+
+bool tls_rx_ahead_due(const struct tls_context *ctx, size_t off)
+{
+	return ctx->rx_par && ctx->rx_par->n && ctx->rx_par->off[0] == off;
+}
+
+void tls_rx_ahead_kick(struct tls_context *ctx)
+{
+	size_t next;
+	long sz;
+
+	if (!ctx->rxbuf || ctx->rx_stopped || ctx->rx_fatal || ctx->key_update_pending)
+		return;
+	/* The next record is left to the reading thread's next call, which decrypts it
+	 * while the workers do the ones behind it. */
+	next = rx_held_end(ctx);
+	sz = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + next, ctx->rx_tail - next);
+	if (sz > 0 && (size_t)sz <= ctx->rx_tail - next)
+		tls_rx_ahead_start(ctx, next + (size_t)sz, true);
 }
 
 /* The content type and length of a decrypted record's plaintext (1.3: strip padding). */

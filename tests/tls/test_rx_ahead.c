@@ -3,11 +3,14 @@
  * forged record near the end) and the same seeded sequence of reads (sizes from 1 byte to
  * several records, MSG_PEEK, MSG_WAITALL, no or short cmsg buffers), the inline engine and
  * the async engine (records behind the one being read decrypted on the workers) return
- * exactly the same results, flags, record types and bytes; and the async run really did
+ * exactly the same results, flags, record types, bytes and getsockopt(TLS_RX) sequence
+ * numbers; and the async run really did
  * decrypt ahead (UlpoRxAheadRecords moved). The whole wire is queued in the kernel before
  * the first read, so what each read finds does not depend on timing. */
+#include <linux/sockios.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 
 #include "engine/engine.h"
 #include "record_codec.h"
@@ -20,9 +23,11 @@ const char *t_current;
 
 struct step {
 	long r;				/* bytes or -errno */
+	size_t len;			/* asked for */
 	int flags;
 	uint8_t type;
 	uint64_t hash;			/* FNV-1a of the bytes returned */
+	uint64_t conf;			/* ... of getsockopt(TLS_RX): iv and rec_seq now */
 };
 
 struct script {
@@ -126,6 +131,13 @@ static size_t read_script(uint64_t seed, const struct script *sc, struct step *l
 	w.fd = c;
 	pthread_create(&th, NULL, write_all, &w);
 	pthread_join(th, NULL);
+	/* Every byte in the receiver's queue before the first read (reads take what TCP
+	 * has, as the kernel's do: only then is what each returns independent of timing). */
+	for (int i = 0, q = 0; i < 5000; i++) {
+		if (ioctl(s, SIOCINQ, &q) == 0 && (size_t)q >= sc->len)
+			break;
+		usleep(1000);
+	}
 	while (n < MAX_LOG) {
 		int pick = (int)(t_rand(&rng) % 10), flags = 0;
 		size_t len = pick < 3 ? 1 + t_rand(&rng) % 700 :
@@ -145,6 +157,7 @@ static size_t read_script(uint64_t seed, const struct script *sc, struct step *l
 		if (t_rand(&rng) % 16 == 0)
 			m.msg_control = NULL, m.msg_controllen = 0;
 		memset(buf, 0xee, len);
+		st->len = len | (size_t)flags << 32;
 		r = ulpo_recvmsg(s, &m, flags);
 		st->r = r < 0 ? -errno : r;
 		st->flags = m.msg_flags;
@@ -154,6 +167,13 @@ static size_t read_script(uint64_t seed, const struct script *sc, struct step *l
 			st->type = *CMSG_DATA(cm);
 		}
 		st->hash = r > 0 ? fnv(buf, (size_t)r) : 0;
+		{
+			uint8_t info[64] = { 0 };
+			socklen_t il = sc->k1.len;
+
+			st->conf = ulpo_getsockopt(s, SOL_TLS, TLS_RX, info, &il) ? 0 :
+				   fnv(info, il);
+		}
 		if (r == 0 && !st->type)
 			break;	/* end of stream (a zero-length record comes with its type) */
 		if (r < 0 && errno == EKEYEXPIRED)
@@ -204,11 +224,16 @@ static void t_same(const struct variant *v, uint64_t seed)
 	CHECK_EQ(na, nb);
 	for (size_t i = 0; i < na && i < nb; i++) {
 		if (a[i].r != b[i].r || a[i].flags != b[i].flags || a[i].type != b[i].type ||
-		    a[i].hash != b[i].hash) {
+		    a[i].hash != b[i].hash || a[i].conf != b[i].conf) {
 			fprintf(stderr, "%s: read %zu differs: inline %ld flags %x type %u, async "
 				"%ld flags %x type %u\n", t_current, i, a[i].r, a[i].flags,
 				a[i].type, b[i].r, b[i].flags, b[i].type);
 			CHECK(0);
+			if (getenv("DBG"))
+				for (size_t j = 0; j <= i; j++)
+					fprintf(stderr, "  %zu: len %zx: %ld/%x/%u  %ld/%x/%u\n", j,
+						a[j].len, a[j].r, a[j].flags, a[j].type, b[j].r,
+						b[j].flags, b[j].type);
 			break;
 		}
 		got_badmsg += a[i].r == -EBADMSG;
