@@ -80,6 +80,7 @@ static struct {
 } st;
 
 static atomic_uint_fast64_t fail_countdown;
+static atomic_uint fork_gen;		/* bumped in a forked child: its queue was emptied */
 static atomic_int fail_err;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -367,6 +368,11 @@ out:
 	return r;
 }
 
+unsigned int ulpo_engine_fork_gen(void)
+{
+	return atomic_load_explicit(&fork_gen, memory_order_relaxed);
+}
+
 bool ulpo_engine_help(void)
 {
 	struct qent e;
@@ -405,6 +411,7 @@ static void fork_parent(void)
  * are per process); workers start again at the next async submit. */
 static void fork_child(void)
 {
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
 	q.head = 0;
 	q.count = 0;
 	atomic_store_explicit(&queued, 0, memory_order_relaxed);

@@ -35,8 +35,13 @@ int ulpo_engine_submit(struct ulpo_job *job);
  * to sleep until its jobs complete lends its CPU instead: on a machine with few cores the
  * sleep and the wakeup cost more than the job. The job's complete() then runs on this
  * thread, outside any submit call; callers must hold no lock a complete() may wait for
- * (the record layer's completions only trylock). */
+ * (the record layer's completions only trylock, and never wait: work in flight holds a
+ * socket reference, so a completion that drops the last one finds nothing to wait for). */
 bool ulpo_engine_help(void);
+
+/* Changes in a child after fork(): jobs queued or running before it will never complete
+ * there (the child has no copy of the parent's workers). */
+unsigned int ulpo_engine_fork_gen(void);
 
 /* The mode new jobs get, without the settings lock (hot path). A job flagged
  * ULPO_JOB_F_INLINE runs on the submitter's thread in any mode. */

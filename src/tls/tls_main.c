@@ -259,8 +259,10 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 	if (tx) {
 		pthread_mutex_lock(&ctx->sk->tx_lock);
 		/* Records closed under the old key are sealed with it before it is wiped. */
-		if (ready)
+		if (ready) {
 			tls_txq_wait_sealed(ctx);
+			tls_txq_trim(ctx);	/* spares keyed with the old key */
+		}
 		tls_crypto_wipe(&ctx->tx);
 		ctx->tx = fresh;
 		ctx->tx_key_gen++;
@@ -268,7 +270,7 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		tls_tx_unlock(ctx);
 	} else {
 		pthread_mutex_lock(&ctx->sk->rx_lock);
-		tls_rx_ahead_finish(ctx);	/* results under the old key settle first */
+		tls_rx_ahead_reset(ctx);	/* nothing decrypted ahead under the old key stays */
 		tls_crypto_wipe(&ctx->rx);
 		ctx->rx = fresh;
 		ctx->rx_key_gen++;
@@ -591,6 +593,10 @@ static void tls_release(struct ulpo_sock *sk)
 	if (ctx->tx_ready)
 		tls_txq_flush(ctx, MSG_NOSIGNAL);
 	tls_tx_unlock(ctx);
+	/* A decrypt-ahead batch still in flight ends here, and with it its reference. */
+	pthread_mutex_lock(&sk->rx_lock);
+	tls_rx_ahead_finish(ctx);
+	pthread_mutex_unlock(&sk->rx_lock);
 }
 
 static void tls_destroy(struct ulpo_sock *sk)

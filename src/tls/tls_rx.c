@@ -53,7 +53,8 @@ void tls_rx_free(struct tls_context *ctx)
 	ctx->rx_pt_in_buf = false;
 }
 
-/* A read found nothing to do: the connection is quiet. An idle connection keeps no
+/* A read found nothing (it returns EAGAIN having copied nothing, or it is about to
+ * sleep): the connection is quiet. An idle connection keeps no
  * record buffers (a few hundred bytes of state instead of ~100 KiB): the receive buffer
  * goes if it holds nothing, and the TX side's spare records if no send is running. */
 static void rx_quiet(struct tls_context *ctx)
@@ -91,9 +92,13 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 		n = rx_fill(ctx, true);
 		if (n != -EAGAIN)
 			return n;
+		rx_quiet(ctx);
 		n = rx_wait_readable(ctx->sk->fd);
 		if (n < 0)
 			return n;
+		/* TCP has bytes now: take them without waiting for more (SO_RCVLOWAT
+		 * counts ciphertext here, and the wait above was the one the caller gets). */
+		nonblock = true;
 	}
 	if (!ctx->rxbuf) {
 		ctx->rxbuf = malloc(RX_CAP);
@@ -120,12 +125,8 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 		n = recv(ctx->sk->fd, ctx->rxbuf + ctx->rx_tail, ctx->rx_cap - ctx->rx_tail,
 			 nonblock ? MSG_DONTWAIT : 0);
 	while (n < 0 && errno == EINTR && nonblock);
-	if (n < 0) {
-		n = -errno;
-		if (n == -EAGAIN)
-			rx_quiet(ctx);
-		return n;
-	}
+	if (n < 0)
+		return -errno;
 	ctx->rx_tail += (size_t)n;
 	if (ctx->rx_tail > ctx->rx_dirty)
 		ctx->rx_dirty = ctx->rx_tail;
@@ -158,6 +159,8 @@ bool tls_rx_ready(struct tls_context *ctx, bool fill)
 
 		if (n == 0)
 			ctx->rx_eof = true;
+		else if (n < 0 && n != -EAGAIN && n != -ENOBUFS)
+			ulpo_sock_set_error(ctx->sk, (int)n);	/* TCP cleared it: keep it */
 		if (n <= 0)
 			return n != -EAGAIN;
 		return rx_whole(ctx, 0) != 0;
@@ -428,10 +431,11 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	long err = 0;
 	/* A failed call leaves the caller's msghdr as it was, as the syscall does. */
 	int saved_flags = msg->msg_flags;
-	size_t saved_controllen = msg->msg_controllen, held_at_start;
+	size_t saved_controllen = msg->msg_controllen, held_at_start, want;
 	uint64_t ahead_new_at_start;
 
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
+	want = d.left;
 	msg->msg_flags = 0;
 	pthread_mutex_lock(&sk->rx_lock);
 	held_at_start = ctx->rx_ndec;
@@ -484,6 +488,8 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 				if (ctx->rx_eof)
 					break;
 				if (copied >= target) {
+					if (ctx->rx_stopped)
+						break;	/* nothing more is parsed */
 					/* As the kernel, go on while whole records are ready:
 					 * take what TCP has, without waiting. */
 					got = rx_fill(ctx, true);
@@ -527,7 +533,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			/* The records queued behind this one are decrypted on the engine's
 			 * workers meanwhile (async engine; not when peeking). */
 			if (!peek)
-				tls_rx_ahead_start(ctx, ctx->rx_head + rel + wire, true);
+				tls_rx_ahead_start(ctx, ctx->rx_head + rel + wire);
 			err = rx_decrypt(ctx, rel, wire, &d, zc, &type);
 			if (err == -ENOMEM) {
 				if (copied)
@@ -624,7 +630,9 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 		if (type != ULPO_TLS_RECORD_DATA)
 			break;
 	}
-	if (!peek)
+	if (err == -EAGAIN && !copied)
+		rx_quiet(ctx);
+	else if (!peek && want)
 		rx_read_ahead(ctx, d.left == 0);
 	if (cm_used || msg->msg_control)
 		msg->msg_controllen = cm_used;

@@ -56,9 +56,10 @@ static inline void rx_hold_at(struct tls_context *ctx, size_t off, uint8_t type,
  * taken; only the in-order prefix of successes whose content type is data is attached
  * as held records, so no result of decrypt-ahead is ever visible but plaintext that the
  * ordinary path would have produced, in the same order. */
-/* Submit the records from rxbuf + off on; returns how many (0: nothing to do, or a batch
- * is already in flight). */
-unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off, bool behind_current);
+/* Submit the records from rxbuf + off on, numbered from the one after the next record to
+ * decrypt (which is just before off, for the reading thread); returns how many (0:
+ * nothing to do, or a batch is already in flight). */
+unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off);
 /* At the end of a read: start a batch on the records queued after the held ones, and
  * return without waiting (the next call on the socket collects it). */
 void tls_rx_ahead_kick(struct tls_context *ctx);
@@ -71,6 +72,10 @@ bool tls_rx_ahead_due(const struct tls_context *ctx, size_t off);
  * Meanwhile the reader only decrypts records before the batch and reads headers, which
  * the workers never touch. Drops the results if the stream can no longer take them. */
 void tls_rx_ahead_finish(struct tls_context *ctx);
+/* At an RX key change: end the batch without using it, and turn the records decrypted
+ * ahead that no call has seen back into ciphertext for the new key (as they would be
+ * on the inline engine). */
+void tls_rx_ahead_reset(struct tls_context *ctx);
 void tls_rx_ahead_free(struct tls_context *ctx);
 
 #endif

@@ -28,6 +28,12 @@ struct tls_rx_par {
 	size_t off[RX_AHEAD_MAX];		/* each record's offset in rxbuf */
 	unsigned int n;
 	_Atomic unsigned int pending;		/* jobs not completed (futex word) */
+	/* A batch in flight holds a reference on its socket, dropped by the completion
+	 * that ends it: the socket is never destroyed (and its buffers freed) under the
+	 * workers, and destroy never has to wait for them, even when a completion on a
+	 * worker drops the last reference. */
+	struct ulpo_sock *sk;
+	unsigned int fork_gen;			/* the engine's, at submit */
 };
 
 void tls_rx_ahead_free(struct tls_context *ctx)
@@ -49,11 +55,15 @@ void tls_rx_ahead_free(struct tls_context *ctx)
 static void ahead_done(struct ulpo_job *job)
 {
 	struct tls_rx_par *par = job->priv;
+	struct ulpo_sock *sk = par->sk;
 
 	/* Release: the plaintext and result are visible to whoever sees the count drop.
-	 * The waiter may return as soon as it reads 0; the wake only names the address. */
-	if (atomic_fetch_sub_explicit(&par->pending, 1, memory_order_acq_rel) == 1)
+	 * The waiter may reuse par as soon as it reads 0: only sk (read above, the same
+	 * socket for any batch of this par) is used after. */
+	if (atomic_fetch_sub_explicit(&par->pending, 1, memory_order_acq_rel) == 1) {
 		syscall(SYS_futex, &par->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		ulpo_sock_put(sk);
+	}
 }
 
 static int par_get(struct tls_context *ctx)
@@ -93,7 +103,7 @@ static int par_key(struct tls_context *ctx, unsigned int i)
 			     c->cd->key_len, &par->aead[i]);
 }
 
-unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off, bool behind_current)
+unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 {
 	long first;
 	struct tls_crypto seq;		/* the sequence numbers after the current record */
@@ -110,8 +120,9 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off, bool behind
 		return 0;
 	par = ctx->rx_par;
 	memcpy(&seq, &ctx->rx, sizeof(seq));
-	/* The record the caller is decrypting now takes the current number. */
-	if (behind_current && tls_crypto_advance(&seq) < 0)
+	/* The record before `off`, which the reading thread decrypts, takes the current
+	 * number. */
+	if (tls_crypto_advance(&seq) < 0)
 		goto out;
 	while (n < RX_AHEAD_MAX && ctx->rx_ndec + 1 + n < RX_HELD_MASK_BITS) {
 		const struct tls_crypto *c = &ctx->rx;
@@ -148,14 +159,20 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off, bool behind
 		if (tls_crypto_advance(&seq) < 0)
 			break;	/* the one after would wrap: the ordinary path reports it */
 	}
+	if (n) {
+		par->sk = ctx->sk;
+		par->fork_gen = ulpo_engine_fork_gen();
+		atomic_fetch_add_explicit(&ctx->sk->refs, 1, memory_order_relaxed);
+	}
 	atomic_store_explicit(&par->pending, n, memory_order_relaxed);
 	for (unsigned int i = 0; i < n; i++) {
 		if (ctx->rx.dev->ops->submit(ctx->rx.dev, &par->job[i]) < 0) {
 			/* Not queued: this one and the rest count as failed (the ordinary
-			 * path decrypts them later). */
+			 * path decrypts them later). Whoever ends the batch drops its ref. */
 			for (unsigned int j = i; j < n; j++)
 				par->job[j].result = -EIO;
-			atomic_fetch_sub(&par->pending, n - i);
+			if (atomic_fetch_sub(&par->pending, n - i) == n - i)
+				ulpo_sock_put(ctx->sk);
 			break;
 		}
 	}
@@ -187,7 +204,7 @@ void tls_rx_ahead_kick(struct tls_context *ctx)
 	next = rx_held_end(ctx);
 	sz = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + next, ctx->rx_tail - next);
 	if (sz > 0 && (size_t)sz <= ctx->rx_tail - next)
-		tls_rx_ahead_start(ctx, next + (size_t)sz, true);
+		tls_rx_ahead_start(ctx, next + (size_t)sz);
 }
 
 /* The content type and length of a decrypted record's plaintext (1.3: strip padding). */
@@ -210,21 +227,75 @@ static bool ahead_inner(const struct tls_crypto *c, const uint8_t *pt, size_t cl
 	return true;
 }
 
+/* Wait for the batch in flight to end; false if its results are void (fork). */
+static bool par_wait(struct tls_rx_par *par)
+{
+	unsigned int v;
+
+	par->n = 0;
+	if (par->fork_gen != ulpo_engine_fork_gen()) {
+		/* A child of fork(): the jobs went with the parent's workers. The
+		 * ciphertext is intact for the ordinary path; the batch's reference is this
+		 * process's copy to drop (the caller holds one of its own). */
+		atomic_store(&par->pending, 0);
+		ulpo_sock_put(par->sk);
+		return false;
+	}
+	/* Acquire pairs with the completions' release: results and plaintext are ours. */
+	while ((v = atomic_load_explicit(&par->pending, memory_order_acquire)))
+		if (!ulpo_engine_help())
+			syscall(SYS_futex, &par->pending, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+	return true;
+}
+
+void tls_rx_ahead_reset(struct tls_context *ctx)
+{
+	struct tls_rx_par *par = ctx->rx_par;
+	unsigned int k = (unsigned int)__builtin_popcountll(ctx->rx_ahead_new);
+	size_t off = ctx->rx_head;
+
+	if (!par)
+		return;
+	if (par->n)
+		par_wait(par);
+	/* Records decrypted ahead that no call has seen go back to being ciphertext
+	 * waiting for the new key (they are the last k held; each was an application
+	 * data record whose header was checked, so its header bytes are known). */
+	for (size_t i = 0; i < ctx->rx_ndec; i++) {
+		uint8_t *h = ctx->rxbuf + off;
+
+		off += rec_wire_len(h);
+		if (i >= ctx->rx_ndec - k) {
+			h[0] = ULPO_TLS_RECORD_DATA;
+			h[1] = 3;
+			h[2] = 3;
+		}
+	}
+	if (k) {
+		uint64_t keep = (1ull << (ctx->rx_ndec - k)) - 1;
+
+		ctx->rx_ndec -= k;
+		ctx->rx_shadow_mask &= keep;
+		ctx->rx_ahead_new = 0;
+	}
+	for (int i = 0; i < RX_AHEAD_MAX; i++) {	/* old key schedules go now */
+		ulpo_aead_free(par->aead[i]);
+		par->aead[i] = NULL;
+	}
+}
+
 void tls_rx_ahead_finish(struct tls_context *ctx)
 {
 	struct tls_rx_par *par = ctx->rx_par;
 	struct tls_crypto *c = &ctx->rx;
-	unsigned int v, n;
+	unsigned int n;
 	size_t next;
 
 	if (!par || !par->n)
 		return;
 	n = par->n;
-	par->n = 0;
-	/* Acquire pairs with the completions' release: results and plaintext are ours. */
-	while ((v = atomic_load_explicit(&par->pending, memory_order_acquire)))
-		if (!ulpo_engine_help())
-			syscall(SYS_futex, &par->pending, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+	if (!par_wait(par))
+		return;
 	if (ctx->rx_fatal || ctx->key_update_pending || ctx->rx_stopped)
 		return;
 	next = rx_held_end(ctx);

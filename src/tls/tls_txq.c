@@ -93,12 +93,15 @@ static void rec_free(struct tls_rec *rec)
 	free(rec);
 }
 
-/* Spare records are kept up to the in-flight bound: a busy socket reuses its records and
- * their keyed contexts instead of allocating, keying and freeing one per record; a quiet
- * socket gives them all back (tls_txq_trim). */
+/* Spare records are kept up to the in-flight bound while records are queued: a busy
+ * socket reuses its records and their keyed contexts instead of allocating, keying and
+ * freeing one per record. A drained queue keeps a few (a TX-only socket never sees the
+ * RX side's quiet test); a quiet socket gives them all back (tls_txq_trim). */
+#define TXQ_SPARES_DRAINED 4
+
 static void rec_put(struct tls_context *ctx, struct tls_rec *rec)
 {
-	if (ctx->txq_npool < ctx->txq_max_recs) {
+	if (ctx->txq_npool < (ctx->txq_head ? ctx->txq_max_recs : TXQ_SPARES_DRAINED)) {
 		rec->next = ctx->txq_pool;
 		ctx->txq_pool = rec;
 		ctx->txq_npool++;
@@ -170,6 +173,13 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 		ctx->txq_nrecs--;
 		ctx->txq_bytes -= rec->wire_len;
 		rec_put(ctx, rec);
+		while (!ctx->txq_head && ctx->txq_npool > TXQ_SPARES_DRAINED) {
+			struct tls_rec *spare = ctx->txq_pool;
+
+			ctx->txq_pool = spare->next;
+			ctx->txq_npool--;
+			rec_free(spare);
+		}
 	}
 	return 0;
 }
