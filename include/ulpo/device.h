@@ -31,6 +31,9 @@ enum ulpo_job_op {
 /* The job must run on the submitter's thread and complete before submit returns (its
  * buffers are the caller's, valid only during the call). */
 #define ULPO_JOB_F_INLINE 0x1
+/* The submitting thread runs queued jobs itself while it waits for this one: an engine
+ * keeps a core for it rather than wake a worker for every core. */
+#define ULPO_JOB_F_SUBMITTER_HELPS 0x2
 
 struct ulpo_job {
 	enum ulpo_job_op op;

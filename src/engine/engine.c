@@ -60,6 +60,7 @@ static struct {
 	unsigned nrunning;	/* slots with running set */
 	unsigned nidle;
 	unsigned npolling;	/* workers polling for jobs (at most one) */
+	unsigned max_awake;	/* online cores - 1 (at least 1): see queue_job */
 	unsigned idle[ULPO_ENGINE_MAX_WORKERS];	/* slot numbers, most recent last */
 	unsigned max_records;
 	size_t max_bytes;
@@ -357,8 +358,12 @@ static int queue_job(struct ulpo_job *job)
 		q.depth_max = q.count;
 	atomic_store_explicit(&queued, q.count, memory_order_relaxed);
 	atomic_fetch_add_explicit(&st.submitted, 1, memory_order_relaxed);
-	/* Wake a sleeper only for jobs the poller will not take. */
-	if (q.count > q.npolling)
+	/* Wake a sleeper only for jobs the poller will not take. For a submitter that runs
+	 * jobs itself while it waits (ULPO_JOB_F_SUBMITTER_HELPS), never more workers than
+	 * the cores left beside it: on 2 cores, 2 workers awake plus the sender measured
+	 * 0.75 GB/s SM4-GCM TX against 0.88 with one (1.58x vs 1.93x inline). */
+	if (q.count > q.npolling &&
+	    (!(job->flags & ULPO_JOB_F_SUBMITTER_HELPS) || q.nrunning - q.nidle < q.max_awake))
 		w = pop_idle_locked();
 out:
 	pthread_mutex_unlock(&q.lock);
@@ -450,6 +455,7 @@ static void engine_init(void)
 			workers = (unsigned)n;
 	}
 	q.target = workers ? workers : online_cores();
+	q.max_awake = online_cores() > 1 ? online_cores() - 1 : 1;
 	for (unsigned i = 0; i < ULPO_ENGINE_MAX_WORKERS; i++)
 		pthread_cond_init(&q.w[i].wake, NULL);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);

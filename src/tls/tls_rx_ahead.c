@@ -139,6 +139,7 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 		clen = (size_t)sz - TLS_HEADER_SIZE - c->explicit_iv - TLS_TAG_SIZE;
 		memset(job, 0, sizeof(*job));
 		job->op = ULPO_JOB_OPEN;
+		job->flags = ULPO_JOB_F_SUBMITTER_HELPS;	/* the reader, in finish */
 		job->aead = par->aead[n];
 		tls_crypto_nonce(&seq, job->nonce);
 		memcpy(job->nonce + c->cd->salt_len, h + TLS_HEADER_SIZE, c->explicit_iv);

@@ -417,7 +417,8 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 			*p = type;
 		rec->src[0] = rec->dst;
 		rec->job.srccnt = 1;
-		rec->job.flags = 0;
+		/* A sender at the bound runs jobs while it waits (txq_wait_progress). */
+		rec->job.flags = ULPO_JOB_F_SUBMITTER_HELPS;
 	} else {
 		/* Inline: seal straight from the caller's iovecs, no copy. */
 		memcpy(rec->src, src, sizeof(*src) * (size_t)srccnt);
