@@ -151,9 +151,14 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 			txq_abort(ctx, -EBADMSG);
 			return -EBADMSG;
 		}
+		/* MSG_MORE only when the next record goes out right after this one: one
+		 * still being sealed could leave this one corked in TCP until it is. */
+		bool more = rec->next && atomic_load_explicit(&rec->next->state,
+							      memory_order_relaxed) != REC_SUBMITTED;
+
 		while (rec->sent < rec->wire_len) {
 			ssize_t n = send(ctx->sk->fd, rec->buf + rec->sent, rec->wire_len - rec->sent,
-					 sflags | (rec->next ? MSG_MORE : 0));
+					 sflags | (more ? MSG_MORE : 0));
 
 			if (n < 0) {
 				int e = errno;
