@@ -133,14 +133,24 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 	return n;
 }
 
+/* Take what TCP has without waiting: >0 bytes, 0 at EOF (rx_eof set), or a negative
+ * errno. An error TCP reported was cleared there: it is kept for the next read. */
+static ssize_t rx_fill_nowait(struct tls_context *ctx)
+{
+	ssize_t n = rx_fill(ctx, true);
+
+	if (n == 0)
+		ctx->rx_eof = true;
+	else if (n < 0 && n != -EAGAIN && n != -ENOBUFS)
+		ulpo_sock_set_error(ctx->sk, (int)n);
+	return n;
+}
+
 /* Length of the whole record at offset `rel` from the head, 0 if incomplete, or a
  * negative errno for a bad header. */
 static long rx_whole(struct tls_context *ctx, size_t rel)
 {
-	size_t avail = ctx->rx_tail - ctx->rx_head - rel;
-	long sz = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + ctx->rx_head + rel, avail);
-
-	return sz > 0 && (size_t)sz > avail ? 0 : sz;
+	return rx_record_at(ctx, ctx->rx_head + rel);
 }
 
 bool tls_rx_ready(struct tls_context *ctx, bool fill)
@@ -155,12 +165,8 @@ bool tls_rx_ready(struct tls_context *ctx, bool fill)
 	if (sz != 0)
 		return true;
 	if (fill) {
-		ssize_t n = rx_fill(ctx, true);
+		ssize_t n = rx_fill_nowait(ctx);
 
-		if (n == 0)
-			ctx->rx_eof = true;
-		else if (n < 0 && n != -EAGAIN && n != -ENOBUFS)
-			ulpo_sock_set_error(ctx->sk, (int)n);	/* TCP cleared it: keep it */
 		if (n <= 0)
 			return n != -EAGAIN;
 		return rx_whole(ctx, 0) != 0;
@@ -404,19 +410,12 @@ static void rx_consume_head(struct tls_context *ctx)
  * is what it would have been. */
 static void rx_read_ahead(struct tls_context *ctx, bool caller_full)
 {
-	ssize_t n;
-
 	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || !ctx->rxbuf || tls_rx_ahead_busy(ctx) ||
 	    ctx->rx_stopped || ctx->rx_eof || ctx->rx_fatal || ctx->key_update_pending)
 		return;
 	/* A read that still had room has just asked TCP already. */
-	if (caller_full && (ctx->rx_cap - ctx->rx_tail >= TLS_MAX_WIRE || ctx->rx_head)) {
-		n = rx_fill(ctx, true);
-		if (n == 0)
-			ctx->rx_eof = true;
-		else if (n < 0 && n != -EAGAIN && n != -ENOBUFS)
-			ulpo_sock_set_error(ctx->sk, (int)n);	/* for the next read */
-	}
+	if (caller_full && (ctx->rx_cap - ctx->rx_tail >= TLS_MAX_WIRE || ctx->rx_head))
+		rx_fill_nowait(ctx);
 	tls_rx_ahead_kick(ctx);
 }
 
@@ -492,13 +491,8 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 						break;	/* nothing more is parsed */
 					/* As the kernel, go on while whole records are ready:
 					 * take what TCP has, without waiting. */
-					got = rx_fill(ctx, true);
-					if (got > 0)
+					if (rx_fill_nowait(ctx) > 0)
 						continue;
-					if (got == 0)
-						ctx->rx_eof = true;
-					else if (got != -EAGAIN && got != -ENOBUFS)
-						err = got;	/* for the next read */
 					break;
 				}
 				err = ulpo_sock_error(sk);

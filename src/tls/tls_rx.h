@@ -23,6 +23,16 @@ static inline size_t rec_wire_len(const uint8_t *h)
 	return TLS_HEADER_SIZE + ((size_t)h[3] << 8 | h[4]);
 }
 
+/* Length of the whole record at rxbuf + off, 0 if it is not all there yet, or a negative
+ * errno for a bad header. */
+static inline long rx_record_at(const struct tls_context *ctx, size_t off)
+{
+	size_t avail = ctx->rx_tail - off;
+	long sz = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + off, avail);
+
+	return sz > 0 && (size_t)sz > avail ? 0 : sz;
+}
+
 /* Offset in rxbuf just past the held records: where the next undecrypted one starts. */
 static inline size_t rx_held_end(const struct tls_context *ctx)
 {

@@ -105,7 +105,6 @@ static int par_key(struct tls_context *ctx, unsigned int i)
 
 unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 {
-	long first;
 	struct tls_crypto seq;		/* the sequence numbers after the current record */
 	struct tls_rx_par *par;
 	unsigned int n = 0;
@@ -113,8 +112,7 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || ctx->rx_ndec + 1 >= RX_HELD_MASK_BITS ||
 	    (ctx->rx_par && ctx->rx_par->n))
 		return 0;
-	first = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + off, ctx->rx_tail - off);
-	if (first <= 0 || (size_t)first > ctx->rx_tail - off)
+	if (rx_record_at(ctx, off) <= 0)
 		return 0;	/* not one whole record there */
 	if (par_get(ctx) < 0)
 		return 0;
@@ -126,12 +124,12 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 		goto out;
 	while (n < RX_AHEAD_MAX && ctx->rx_ndec + 1 + n < RX_HELD_MASK_BITS) {
 		const struct tls_crypto *c = &ctx->rx;
-		long sz = tls_rx_msg_size(c, ctx->rxbuf + off, ctx->rx_tail - off);
+		long sz = rx_record_at(ctx, off);
 		uint8_t *h = ctx->rxbuf + off, *body;
 		struct ulpo_job *job = &par->job[n];
 		size_t clen;
 
-		if (sz <= 0 || (size_t)sz > ctx->rx_tail - off || h[0] != ULPO_TLS_RECORD_DATA)
+		if (sz <= 0 || h[0] != ULPO_TLS_RECORD_DATA)
 			break;
 		if (par_key(ctx, n) < 0)
 			break;
@@ -203,8 +201,8 @@ void tls_rx_ahead_kick(struct tls_context *ctx)
 	/* The next record is left to the reading thread's next call, which decrypts it
 	 * while the workers do the ones behind it. */
 	next = rx_held_end(ctx);
-	sz = tls_rx_msg_size(&ctx->rx, ctx->rxbuf + next, ctx->rx_tail - next);
-	if (sz > 0 && (size_t)sz <= ctx->rx_tail - next)
+	sz = rx_record_at(ctx, next);
+	if (sz > 0)
 		tls_rx_ahead_start(ctx, next + (size_t)sz);
 }
 
