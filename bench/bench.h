@@ -62,6 +62,9 @@ const struct bench_mode *bench_mode_get(const char *name);
 void bench_transports_init(bool openssl, bool read_ahead);
 void bench_transports_free(void);
 
+/* Fresh random TLS 1.3 keys for the cipher: a crypto_info of ci->info_len bytes. */
+void bench_ulpo_keys(const struct bench_cipher *ci, uint8_t *info);
+
 /* A connected loopback TCP pair; -1 and errno on failure. */
 int bench_tcp_pair(int *ret_snd, int *ret_rcv);
 

@@ -19,9 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/rand.h>
-
 #include <ulpo/engine.h>
 #include <ulpo/ulpo.h>
 
@@ -73,19 +70,6 @@ static void *replay(void *arg)
 	}
 	shutdown(r->fd, SHUT_WR);
 	return NULL;
-}
-
-static void make_keys(const struct bench_cipher *ci, uint8_t *info)
-{
-	struct tls_crypto_info *h = (struct tls_crypto_info *)info;
-
-	memset(info, 0, 64);
-	h->version = TLS_1_3_VERSION;
-	h->cipher_type = ci->type;
-	if (RAND_bytes(info + ci->off_key, ci->key_len) != 1 ||
-	    RAND_bytes(info + ci->off_iv, ci->iv_len) != 1 ||
-	    RAND_bytes(info + ci->off_salt, ci->salt_len) != 1)
-		die("RAND_bytes");
 }
 
 /* Blocks numbered in their first 8 bytes, sealed by ulpo TX, captured off the wire. */
@@ -238,7 +222,7 @@ int main(int argc, char **argv)
 
 		if (!ci || !wire)
 			die("unknown cipher '%s' or no memory", name);
-		make_keys(ci, info);
+		bench_ulpo_keys(ci, info);
 		set_engine(ULPO_ENGINE_INLINE, 0);
 		len = make_wire(ci, info, wire, cap, blocks);
 		for (int rd = 0; rd < rounds; rd++)

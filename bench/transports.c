@@ -117,7 +117,7 @@ static void tcp_close(struct conn *c)
 
 /* ulpo */
 
-static void ulpo_keys(const struct bench_cipher *ci, uint8_t *info)
+void bench_ulpo_keys(const struct bench_cipher *ci, uint8_t *info)
 {
 	struct tls_crypto_info *h = (struct tls_crypto_info *)info;
 
@@ -139,7 +139,7 @@ static void ulpo_install(struct conn *snd, struct conn *rcv, enum bench_rx rx, b
 	uint8_t info[64];
 	int one = 1;
 
-	ulpo_keys(ci, info);
+	bench_ulpo_keys(ci, info);
 	if (ulpo_setsockopt(snd->fd, SOL_TCP, TCP_ULP, "tls", 4) ||
 	    (rx_tls && ulpo_setsockopt(rcv->fd, SOL_TCP, TCP_ULP, "tls", 4)))
 		die("TCP_ULP: %s", strerror(errno));

@@ -48,6 +48,20 @@ extern const char *t_current;
 		}                                                                     \
 	} while (0)
 
+/* One test's verdict line ("ok   name" or "FAIL name"), counted in *passed or *failed;
+ * `before` is t_failed_checks as the test started. */
+static inline void t_tally(int before, const char *name, int *passed, int *failed)
+{
+	if (t_failed_checks == before) {
+		++*passed;
+		printf("ok   %s\n", name);
+	} else {
+		++*failed;
+		printf("FAIL %s\n", name);
+	}
+	fflush(stdout);
+}
+
 /* Deterministic RNG (xorshift64*), seeded per test run and printed. */
 static inline uint64_t t_rand(uint64_t *s)
 {

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include "engine/engine.h"
+#include "engine_helpers.h"
 #include "record_codec.h"
 
 int t_failed_checks;
@@ -25,16 +26,6 @@ static void *capture_all(void *arg)
 	while ((r = recv(cp->fd, cp->buf + cp->len, cp->cap - cp->len, 0)) > 0)
 		cp->len += (size_t)r;
 	return NULL;
-}
-
-static void set_mode(enum ulpo_engine_mode mode, unsigned int workers)
-{
-	struct ulpo_engine_config cfg;
-
-	ulpo_engine_get_config(&cfg);
-	cfg.mode = mode;
-	cfg.workers = workers;
-	CHECK(ulpo_engine_set_config(&cfg) == 0);
 }
 
 /* The seeded send script, run through ulpo TX into a raw receiver: returns the wire. */
@@ -77,11 +68,11 @@ static void t_differential(const struct variant *v, uint64_t seed)
 	uint8_t *a = malloc(cap), *b = malloc(cap);
 	size_t na, nb;
 
-	set_mode(ULPO_ENGINE_INLINE, 0);
+	t_set_engine(ULPO_ENGINE_INLINE, 0);
 	na = run_script(v, seed, a, cap);
-	set_mode(ULPO_ENGINE_ASYNC, 2);
+	t_set_engine(ULPO_ENGINE_ASYNC, 2);
 	nb = run_script(v, seed, b, cap);
-	set_mode(ULPO_ENGINE_INLINE, 0);
+	t_set_engine(ULPO_ENGINE_INLINE, 0);
 	CHECK(na > 1000000);
 	CHECK_EQ(na, nb);
 	CHECK(na == nb && memcmp(a, b, na) == 0);
@@ -102,7 +93,7 @@ static void t_fault(const struct variant *v, uint64_t seed, enum ulpo_engine_mod
 	int c, s, c2, s2, failing = 7, sent_ok = 0;
 	size_t off = 0;
 
-	set_mode(mode, 2);
+	t_set_engine(mode, 2);
 	keys_make(v, seed, &k);
 	keys_make(v, seed + 5, &k2);
 	CHECK(tcp_pair(&c, &s) == 0 && ulp(c) == 0);
@@ -122,14 +113,7 @@ static void t_fault(const struct variant *v, uint64_t seed, enum ulpo_engine_mod
 	}
 	ulpo_engine_fail_nth(0, 0);
 	CHECK(sent_ok >= failing - 1);
-	for (int i = 0; i < 1000; i++) {	/* let the engine finish what it has */
-		struct ulpo_engine_stats st;
-
-		ulpo_engine_stats_get(&st);
-		if (!st.in_flight)
-			break;
-		usleep(1000);
-	}
+	t_engine_settle();
 	CHECK_ERR(ulpo_send(c, pt, 10, 0), EBADMSG);
 	/* The other socket carries on. */
 	CHECK_EQ(ulpo_send(c2, "other", 5, 0), 5);
@@ -152,7 +136,7 @@ static void t_fault(const struct variant *v, uint64_t seed, enum ulpo_engine_mod
 	codec_free(&cd);
 	close(s);
 	close_pair(c2, s2);
-	set_mode(ULPO_ENGINE_INLINE, 0);
+	t_set_engine(ULPO_ENGINE_INLINE, 0);
 	free(wire);
 }
 
@@ -176,11 +160,7 @@ int main(void)
 				t_differential(v, seed + vi);
 			else
 				t_fault(v, seed + vi, t == 1 ? ULPO_ENGINE_INLINE : ULPO_ENGINE_ASYNC);
-			if (t_failed_checks == before)
-				passed++, printf("ok   %s\n", name);
-			else
-				failed++, printf("FAIL %s\n", name);
-			fflush(stdout);
+			t_tally(before, name, &passed, &failed);
 		}
 	}
 	printf("%d passed, %d failed\n", passed, failed);

@@ -309,10 +309,7 @@ int main(int argc, char **argv)
 			t_stats_cli(argv[1]);
 		else
 			continue;
-		if (t_failed_checks == before)
-			passed++, printf("ok   %s\n", t_current);
-		else
-			failed++, printf("FAIL %s\n", t_current);
+		t_tally(before, t_current, &passed, &failed);
 	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

@@ -136,10 +136,7 @@ int main(void)
 			(cases[i].is_tx ? tx_case : rx_case)(CLIENT_KEY, CLIENT_IV, c_pts, c_types, c_recs, 2);
 		else
 			(cases[i].is_tx ? tx_case : rx_case)(SERVER_KEY, SERVER_IV, s_pts, s_types, s_recs, 3);
-		if (t_failed_checks == before)
-			passed++, printf("ok   %s\n", cases[i].name);
-		else
-			failed++, printf("FAIL %s\n", cases[i].name);
+		t_tally(before, cases[i].name, &passed, &failed);
 	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

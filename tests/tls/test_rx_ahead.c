@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 
 #include "engine/engine.h"
+#include "engine_helpers.h"
 #include "record_codec.h"
 
 int t_failed_checks;
@@ -192,16 +193,6 @@ static size_t read_script(uint64_t seed, const struct script *sc, struct step *l
 	return (size_t)n;
 }
 
-static void set_mode(enum ulpo_engine_mode mode, unsigned int workers)
-{
-	struct ulpo_engine_config cfg;
-
-	ulpo_engine_get_config(&cfg);
-	cfg.mode = mode;
-	cfg.workers = workers;
-	CHECK(ulpo_engine_set_config(&cfg) == 0);
-}
-
 static uint64_t ahead_count(void)
 {
 	uint64_t s[ULPO_STAT_MAX];
@@ -218,15 +209,15 @@ static void t_same(const struct variant *v, uint64_t seed, int early_rekey)
 	uint64_t before;
 
 	make_wire(v, seed, &sc);
-	set_mode(ULPO_ENGINE_INLINE, 0);
+	t_set_engine(ULPO_ENGINE_INLINE, 0);
 	before = ahead_count();
 	na = read_script(seed, &sc, a, early_rekey);
 	CHECK_EQ(ahead_count(), before);
-	set_mode(ULPO_ENGINE_ASYNC, 2);
+	t_set_engine(ULPO_ENGINE_ASYNC, 2);
 	before = ahead_count();
 	nb = read_script(seed, &sc, b, early_rekey);
 	CHECK(ahead_count() > before + (early_rekey < 0 ? 10 : 0));
-	set_mode(ULPO_ENGINE_INLINE, 0);
+	t_set_engine(ULPO_ENGINE_INLINE, 0);
 	CHECK_EQ(na, nb);
 	for (size_t i = 0; i < na && i < nb; i++) {
 		if (a[i].r != b[i].r || a[i].flags != b[i].flags || a[i].type != b[i].type ||
@@ -255,9 +246,8 @@ static void t_same(const struct variant *v, uint64_t seed, int early_rekey)
 static void t_close_in_flight(const struct variant *v, uint64_t seed)
 {
 	static uint8_t buf[16384];
-	struct ulpo_engine_stats st;
 
-	set_mode(ULPO_ENGINE_ASYNC, 2);
+	t_set_engine(ULPO_ENGINE_ASYNC, 2);
 	for (int i = 0; i < 100; i++) {
 		int c, s, q = 0;
 
@@ -280,14 +270,8 @@ static void t_close_in_flight(const struct variant *v, uint64_t seed)
 			ulpo_close(s);
 		}
 	}
-	for (int i = 0; i < 1000; i++) {
-		ulpo_engine_stats_get(&st);
-		if (!st.in_flight)
-			break;
-		usleep(1000);
-	}
-	CHECK_EQ(st.in_flight, 0);
-	set_mode(ULPO_ENGINE_INLINE, 0);
+	CHECK_EQ(t_engine_settle(), 0);
+	t_set_engine(ULPO_ENGINE_INLINE, 0);
 }
 
 int main(void)
@@ -306,11 +290,7 @@ int main(void)
 			/* The third run of each TLS 1.3 cipher rekeys early. */
 			t_same(&variants[vi], seed + vi * 101 + (uint64_t)rep,
 			       rep == 2 && variants[vi].version == TLS_1_3_VERSION ? 12 : -1);
-			if (t_failed_checks == before)
-				passed++, printf("ok   %s\n", name);
-			else
-				failed++, printf("FAIL %s\n", name);
-			fflush(stdout);
+			t_tally(before, name, &passed, &failed);
 		}
 	}
 	for (size_t vi = 0; vi < NVARIANTS; vi += 8) {	/* one 1.2 and one 1.3 cipher */
@@ -318,11 +298,7 @@ int main(void)
 		snprintf(name, sizeof(name), "close_in_flight/%s", variants[vi].name);
 		t_current = name;
 		t_close_in_flight(&variants[vi], seed + vi);
-		if (t_failed_checks == before)
-			passed++, printf("ok   %s\n", name);
-		else
-			failed++, printf("FAIL %s\n", name);
-		fflush(stdout);
+		t_tally(before, name, &passed, &failed);
 	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

@@ -429,11 +429,7 @@ int main(void)
 			t_fair(nf, secs);
 		else
 			t_idle(n);
-		if (t_failed_checks == before)
-			passed++, printf("ok   %s\n", t_current);
-		else
-			failed++, printf("FAIL %s\n", t_current);
-		fflush(stdout);
+		t_tally(before, t_current, &passed, &failed);
 	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

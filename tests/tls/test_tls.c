@@ -983,14 +983,7 @@ int main(int argc, char **argv)
 				continue;
 			t_current = name;
 			tests[ti].fn(v, g_seed + vi * 1000 + ti);
-			if (t_failed_checks == before) {
-				passed++;
-				printf("ok   %s\n", name);
-			} else {
-				failed++;
-				printf("FAIL %s\n", name);
-			}
-			fflush(stdout);
+			t_tally(before, name, &passed, &failed);
 		}
 	}
 	if (!only || strstr("fd_reuse", only)) {
@@ -998,10 +991,7 @@ int main(int argc, char **argv)
 
 		t_current = "fd_reuse";
 		t_fd_reuse();
-		if (t_failed_checks == before)
-			passed++, printf("ok   fd_reuse\n");
-		else
-			failed++, printf("FAIL fd_reuse\n");
+		t_tally(before, "fd_reuse", &passed, &failed);
 	}
 	printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
 	return failed ? 1 : 0;
