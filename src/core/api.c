@@ -13,6 +13,7 @@
 #include <ulpo/ulpo.h>
 
 #include "core/sock.h"
+#include "core/sys.h"
 
 #define ULPO_VERSION_STRING "0.1.0"
 
@@ -51,8 +52,8 @@ int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_
 		socklen_t pl = sizeof(proto);
 
 		/* Only TCP sockets get ulpo's ULPs; the kernel answers for the rest. */
-		if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) || proto != IPPROTO_TCP)
-			return setsockopt(fd, level, optname, optval, optlen);
+		if (ulpo_sys_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) || proto != IPPROTO_TCP)
+			return ulpo_sys_setsockopt(fd, level, optname, optval, optlen);
 		r = ulpo_sock_get_or_create(fd, &sk);
 		if (r < 0)
 			return (int)ret_errno(r);
@@ -60,7 +61,7 @@ int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_
 		/* Without the ULP, SOL_TLS is the kernel's to refuse (ENOPROTOOPT). */
 		sk = ulpo_sock_lookup(fd);
 		if (!sk)
-			return setsockopt(fd, level, optname, optval, optlen);
+			return ulpo_sys_setsockopt(fd, level, optname, optval, optlen);
 	}
 	if (closing(sk))
 		return -1;
@@ -75,7 +76,7 @@ int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *opt
 	int r;
 
 	if (!sk)
-		return getsockopt(fd, level, optname, optval, optlen);
+		return ulpo_sys_getsockopt(fd, level, optname, optval, optlen);
 	if (closing(sk))
 		return -1;
 	r = sk->proto->getsockopt(sk, level, optname, optval, optlen);
@@ -89,7 +90,7 @@ ssize_t ulpo_sendmsg(int fd, const struct msghdr *msg, int flags)
 	ssize_t r;
 
 	if (!sk)
-		return sendmsg(fd, msg, flags);
+		return ulpo_sys_sendmsg(fd, msg, flags);
 	if (closing(sk))
 		return -1;
 	r = sk->proto->sendmsg(sk, msg, flags);
@@ -121,7 +122,7 @@ ssize_t ulpo_writev(int fd, const struct iovec *iov, int iovcnt)
 	ssize_t r;
 
 	if (!sk)
-		return writev(fd, iov, iovcnt);
+		return ulpo_sys_writev(fd, iov, iovcnt);
 	if (closing(sk))
 		return -1;
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
@@ -145,7 +146,7 @@ ssize_t ulpo_recvmsg(int fd, struct msghdr *msg, int flags)
 	ssize_t r;
 
 	if (!sk)
-		return recvmsg(fd, msg, flags);
+		return ulpo_sys_recvmsg(fd, msg, flags);
 	if (closing(sk))
 		return -1;
 	r = sk->proto->recvmsg(sk, msg, flags);
@@ -180,7 +181,7 @@ ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt)
 	ssize_t r;
 
 	if (!sk)
-		return readv(fd, iov, iovcnt);
+		return ulpo_sys_readv(fd, iov, iovcnt);
 	if (closing(sk))
 		return -1;
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
@@ -204,7 +205,7 @@ ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 	ssize_t r;
 
 	if (!sk)
-		return sendfile(out_fd, in_fd, offset, count);
+		return ulpo_sys_sendfile(out_fd, in_fd, offset, count);
 	if (closing(sk))
 		return -1;
 	r = sk->proto->sendfile(sk, in_fd, offset, count);
@@ -218,7 +219,7 @@ int ulpo_shutdown(int fd, int how)
 	int r;
 
 	if (!sk)
-		return shutdown(fd, how);
+		return ulpo_sys_shutdown(fd, how);
 	if (closing(sk))
 		return -1;
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
@@ -235,7 +236,7 @@ int ulpo_close(int fd)
 	int r, e;
 
 	if (!sk)
-		return close(fd);
+		return ulpo_sys_close(fd);
 	if (atomic_exchange(&sk->closing, true)) {
 		/* Another thread is closing it. */
 		ulpo_sock_put(sk);
@@ -246,7 +247,7 @@ int ulpo_close(int fd)
 	 * (closing) until then, so no call of another thread reaches the raw fd. */
 	if (sk->proto->release)
 		sk->proto->release(sk);
-	r = close(fd);
+	r = ulpo_sys_close(fd);
 	e = errno;
 	if (ulpo_sock_unhash(fd, sk))
 		ulpo_sock_put(sk);	/* the table's reference */
@@ -312,7 +313,7 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_s
 			t = remaining_ms(&deadline);
 		if (busy && (t < 0 || t > 1))
 			t = 1;	/* completions on engine threads do not wake poll() */
-		r = poll(fds, nfds, t);
+		r = ulpo_sys_poll(fds, nfds, t);
 		if (r < 0)
 			return r;
 		r = 0;
@@ -357,7 +358,7 @@ int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		sl[i].events = fds[i].events;
 		any |= sl[i].sk != NULL;
 	}
-	r = any ? poll_loop(fds, nfds, timeout, sl) : poll(fds, nfds, timeout);
+	r = any ? poll_loop(fds, nfds, timeout, sl) : ulpo_sys_poll(fds, nfds, timeout);
 	e = errno;
 	for (i = 0; i < nfds; i++) {
 		if (sl[i].sk) {

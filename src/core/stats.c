@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/stats.h"
+#include "core/sys.h"
 
 static struct ulpo_stats_page local_page = {
 	.magic = ULPO_STATS_MAGIC, .version = ULPO_STATS_VERSION, .nstats = ULPO_STAT_MAX,
@@ -71,12 +72,12 @@ static void publish_once(void)
 	if (fd < 0)
 		return;
 	if (ftruncate(fd, sizeof(*p))) {
-		close(fd);
+		ulpo_sys_close(fd);
 		unlink(page_path);
 		return;
 	}
 	p = mmap(NULL, sizeof(*p), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
+	ulpo_sys_close(fd);
 	if (p == MAP_FAILED) {
 		unlink(page_path);
 		return;

@@ -6,24 +6,25 @@
 #include <unistd.h>
 
 #include "core/sock.h"
+#include "core/sys.h"
 
 ssize_t ulpo_tcp_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags)
 {
-	ssize_t n = sendmsg(sk->fd, msg, flags);
+	ssize_t n = ulpo_sys_sendmsg(sk->fd, msg, flags);
 
 	return n < 0 ? -errno : n;
 }
 
 ssize_t ulpo_tcp_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 {
-	ssize_t n = recvmsg(sk->fd, msg, flags);
+	ssize_t n = ulpo_sys_recvmsg(sk->fd, msg, flags);
 
 	return n < 0 ? -errno : n;
 }
 
 ssize_t ulpo_tcp_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count)
 {
-	ssize_t n = sendfile(sk->fd, in_fd, offset, count);
+	ssize_t n = ulpo_sys_sendfile(sk->fd, in_fd, offset, count);
 
 	return n < 0 ? -errno : n;
 }
@@ -33,18 +34,18 @@ int ulpo_tcp_setsockopt(struct ulpo_sock *sk, int level, int optname,
 {
 	if (level == SOL_TCP && optname == TCP_ULP)
 		return ulpo_ulp_install(sk, optval, optlen);
-	return setsockopt(sk->fd, level, optname, optval, optlen) ? -errno : 0;
+	return ulpo_sys_setsockopt(sk->fd, level, optname, optval, optlen) ? -errno : 0;
 }
 
 int ulpo_tcp_getsockopt(struct ulpo_sock *sk, int level, int optname,
 			void *optval, socklen_t *optlen)
 {
-	return getsockopt(sk->fd, level, optname, optval, optlen) ? -errno : 0;
+	return ulpo_sys_getsockopt(sk->fd, level, optname, optval, optlen) ? -errno : 0;
 }
 
 static int tcp_shutdown(struct ulpo_sock *sk, int how)
 {
-	return shutdown(sk->fd, how) ? -errno : 0;
+	return ulpo_sys_shutdown(sk->fd, how) ? -errno : 0;
 }
 
 const struct ulpo_proto ulpo_tcp_proto = {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/stats.h"
+#include "core/sys.h"
 #include "tls/tls_rx.h"
 
 #define TCP_ULP_NAME_MAX 16
@@ -163,7 +164,7 @@ static int sock_rcvlowat(int fd)
 	int v = 1;
 	socklen_t l = sizeof(v);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) || v < 1)
+	if (ulpo_sys_getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &l) || v < 1)
 		v = 1;
 	return v;
 }
@@ -173,7 +174,7 @@ static bool tcp_established(int fd)
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 
-	return getsockopt(fd, SOL_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == 1;
+	return ulpo_sys_getsockopt(fd, SOL_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == 1;
 }
 
 int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
@@ -580,7 +581,7 @@ static int tls_shutdown(struct ulpo_sock *sk, int how)
 		tls_txq_flush(ctx, MSG_NOSIGNAL);
 		tls_tx_unlock(ctx);
 	}
-	return shutdown(sk->fd, how) ? -errno : 0;
+	return ulpo_sys_shutdown(sk->fd, how) ? -errno : 0;
 }
 
 /* close(): records already closed reach TCP before the fd goes. The context stays until

@@ -10,6 +10,7 @@
 #include <ulpo/engine.h>
 
 #include "core/stats.h"
+#include "core/sys.h"
 #include "engine/engine.h"
 #include "tls/tls_rx.h"
 
@@ -76,7 +77,7 @@ static void rx_quiet(struct tls_context *ctx)
 static int rx_wait_readable(int fd)
 {
 	uint8_t b;
-	ssize_t n = recv(fd, &b, 1, MSG_PEEK);
+	ssize_t n = ulpo_sys_recv(fd, &b, 1, MSG_PEEK);
 
 	return n < 0 ? -errno : 0;
 }
@@ -122,7 +123,7 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 	if (ctx->rx_tail == ctx->rx_cap)
 		return -ENOBUFS;	/* only when peeking past several held records */
 	do
-		n = recv(ctx->sk->fd, ctx->rxbuf + ctx->rx_tail, ctx->rx_cap - ctx->rx_tail,
+		n = ulpo_sys_recv(ctx->sk->fd, ctx->rxbuf + ctx->rx_tail, ctx->rx_cap - ctx->rx_tail,
 			 nonblock ? MSG_DONTWAIT : 0);
 	while (n < 0 && errno == EINTR && nonblock);
 	if (n < 0)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/stats.h"
+#include "core/sys.h"
 #include "tls/tls.h"
 
 #ifndef MSG_CMSG_COMPAT
@@ -244,7 +245,7 @@ ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t c
 		return -ENOMEM;
 	while (done < count) {
 		size_t want = count - done < chunk ? count - done : chunk;
-		ssize_t n = offset ? pread(in_fd, buf, want, pos) : read(in_fd, buf, want);
+		ssize_t n = offset ? ulpo_sys_pread(in_fd, buf, want, pos) : ulpo_sys_read(in_fd, buf, want);
 		struct iovec v = { .iov_base = buf, .iov_len = (size_t)n };
 		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
 

@@ -16,6 +16,7 @@
 #include <ulpo/engine.h>
 
 #include "core/stats.h"
+#include "core/sys.h"
 #include "engine/aead.h"
 #include "engine/engine.h"
 #include "tls/tls.h"
@@ -157,7 +158,7 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 							      memory_order_relaxed) != REC_SUBMITTED;
 
 		while (rec->sent < rec->wire_len) {
-			ssize_t n = send(ctx->sk->fd, rec->buf + rec->sent, rec->wire_len - rec->sent,
+			ssize_t n = ulpo_sys_send(ctx->sk->fd, rec->buf + rec->sent, rec->wire_len - rec->sent,
 					 sflags | (more ? MSG_MORE : 0));
 
 			if (n < 0) {
@@ -265,7 +266,7 @@ static int wait_writable(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
 
-	return poll(&p, 1, -1) < 0 ? -errno : 0;
+	return ulpo_sys_poll(&p, 1, -1) < 0 ? -errno : 0;
 }
 
 /* A non-blocking send is MSG_DONTWAIT or an O_NONBLOCK socket; the latter is asked of
@@ -276,7 +277,7 @@ static bool may_wait(int fd, int flags)
 
 	if (flags & MSG_DONTWAIT)
 		return false;
-	fl = fcntl(fd, F_GETFL);
+	fl = ulpo_sys_fcntl(fd, F_GETFL, 0);
 	return fl >= 0 && !(fl & O_NONBLOCK);
 }
 
