@@ -6,6 +6,8 @@
 #define ULPO_H
 
 #include <poll.h>
+#include <signal.h>
+#include <time.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -40,6 +42,8 @@ ULPO_API ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt);
 
 ULPO_API ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
 ULPO_API int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+ULPO_API int ulpo_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+			const sigset_t *sigmask);
 ULPO_API int ulpo_shutdown(int fd, int how);
 ULPO_API int ulpo_close(int fd);
 

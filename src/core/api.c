@@ -230,6 +230,33 @@ int ulpo_shutdown(int fd, int how)
 	return (int)ret_errno(r);
 }
 
+/* close() of one of several fds naming the socket (dup): only that name goes, as in
+ * the kernel, where the socket lives until its last fd is closed. */
+static bool close_alias(struct ulpo_sock *sk, int fd)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&sk->fd_lock);
+	if (!sk->naliases) {
+		pthread_mutex_unlock(&sk->fd_lock);
+		return false;
+	}
+	if (fd == sk->fd) {
+		pthread_mutex_lock(&sk->tx_lock);
+		pthread_mutex_lock(&sk->rx_lock);
+		sk->fd = sk->aliases[--sk->naliases];
+		pthread_mutex_unlock(&sk->rx_lock);
+		pthread_mutex_unlock(&sk->tx_lock);
+	} else {
+		for (i = 0; i < sk->naliases && sk->aliases[i] != fd; i++)
+			;
+		if (i < sk->naliases)
+			sk->aliases[i] = sk->aliases[--sk->naliases];
+	}
+	pthread_mutex_unlock(&sk->fd_lock);
+	return true;
+}
+
 int ulpo_close(int fd)
 {
 	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
@@ -237,6 +264,12 @@ int ulpo_close(int fd)
 
 	if (!sk)
 		return ulpo_sys_close(fd);
+	if (!atomic_load(&sk->closing) && close_alias(sk, fd)) {
+		if (ulpo_sock_unhash(fd, sk))
+			ulpo_sock_put(sk);
+		ulpo_sock_put(sk);
+		return ulpo_sys_close(fd);
+	}
 	if (atomic_exchange(&sk->closing, true)) {
 		/* Another thread is closing it. */
 		ulpo_sock_put(sk);
@@ -256,45 +289,47 @@ int ulpo_close(int fd)
 	return r;
 }
 
-static int remaining_ms(const struct timespec *deadline)
+static long long ts_ns(const struct timespec *t)
+{
+	return (long long)t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+static long long now_ns(void)
 {
 	struct timespec now;
-	long ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-	return ms < 0 ? 0 : (int)ms;
+	return ts_ns(&now);
 }
 
 /* poll: ask each ULP socket what it can report by itself (a held record) and what it
  * needs from the kernel, poll the kernel, then let the ULP turn kernel readiness into
  * its own (bytes of a partial record are not POLLIN). Repeat while the kernel woke us
- * for nothing the caller can see, until the timeout. */
+ * for nothing the caller can see, until the timeout (NULL: none). The signal mask, if
+ * any, is the kernel's ppoll's: it holds while we wait. */
 struct poll_slot {
 	struct ulpo_sock *sk;
 	short events;		/* as the caller asked */
 	short own;		/* ready without the kernel */
 };
 
-static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_slot *sl)
+#define BUSY_SLICE_NS 1000000LL	/* completions on engine threads do not wake poll() */
+
+static int poll_loop(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+		     const sigset_t *sigmask, struct poll_slot *sl)
 {
-	struct timespec deadline;
+	long long deadline = timeout ? now_ns() + ts_ns(timeout) : 0;
 	int r;
 
-	if (timeout > 0) {
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += timeout / 1000;
-		deadline.tv_nsec += (long)(timeout % 1000) * 1000000;
-		if (deadline.tv_nsec >= 1000000000) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000;
-		}
-	}
 	for (;;) {
-		int t = timeout, ready = 0;
+		long long left = timeout ? deadline - now_ns() : -1;
+		struct timespec t;
+		int ready = 0;
 		bool busy = false;
 		nfds_t i;
 
+		if (timeout && left < 0)
+			left = 0;
 		for (i = 0; i < nfds; i++) {
 			sl[i].own = 0;
 			if (sl[i].sk) {
@@ -308,12 +343,12 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_s
 			}
 		}
 		if (ready)
-			t = 0;
-		else if (timeout > 0)
-			t = remaining_ms(&deadline);
-		if (busy && (t < 0 || t > 1))
-			t = 1;	/* completions on engine threads do not wake poll() */
-		r = ulpo_sys_poll(fds, nfds, t);
+			left = 0;
+		if (busy && (left < 0 || left > BUSY_SLICE_NS))
+			left = BUSY_SLICE_NS;
+		t.tv_sec = left < 0 ? 0 : left / 1000000000LL;
+		t.tv_nsec = left < 0 ? 0 : left % 1000000000LL;
+		r = ulpo_sys_ppoll(fds, nfds, left < 0 ? NULL : &t, sigmask);
 		if (r < 0)
 			return r;
 		r = 0;
@@ -329,19 +364,23 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, int timeout, struct poll_s
 			}
 			r += fds[i].revents != 0;
 		}
-		if (r || timeout == 0 || (ready && t == 0) ||
-		    (timeout > 0 && remaining_ms(&deadline) == 0))
+		if (r || ready || (timeout && now_ns() >= deadline))
 			return r;
 	}
 }
 
-int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+int ulpo_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+	       const sigset_t *sigmask)
 {
 	struct poll_slot stack_sl[32], *sl = stack_sl;
 	bool any = false;
 	int r, e;
 	nfds_t i;
 
+	if (timeout && (timeout->tv_sec < 0 || (unsigned long)timeout->tv_nsec >= 1000000000UL)) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (nfds > 32) {
 		sl = calloc(nfds, sizeof(*sl));
 		if (!sl) {
@@ -358,7 +397,8 @@ int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		sl[i].events = fds[i].events;
 		any |= sl[i].sk != NULL;
 	}
-	r = any ? poll_loop(fds, nfds, timeout, sl) : ulpo_sys_poll(fds, nfds, timeout);
+	r = any ? poll_loop(fds, nfds, timeout, sigmask, sl)
+		: ulpo_sys_ppoll(fds, nfds, timeout, sigmask);
 	e = errno;
 	for (i = 0; i < nfds; i++) {
 		if (sl[i].sk) {
@@ -370,4 +410,11 @@ int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		free(sl);
 	errno = e;
 	return r;
+}
+
+int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	struct timespec t = { timeout / 1000, (long)(timeout % 1000) * 1000000 };
+
+	return ulpo_ppoll(fds, nfds, timeout < 0 ? NULL : &t, NULL);
 }

@@ -53,6 +53,12 @@ struct ulpo_sock {
 	atomic_int err;			/* sk_err: set by an abort, reported by the next call */
 	atomic_bool closing;		/* ulpo_close() runs: calls get EBADF, never the raw fd */
 	void *ulp;			/* the ULP's context (struct tls_context) */
+	/* Other fd numbers for this socket (dup() under the preload shim). The socket
+	 * lives until the last of them is closed; fd is always one of them. Changed under
+	 * fd_lock, and fd under both I/O locks as well. */
+	pthread_mutex_t fd_lock;
+	int *aliases;
+	unsigned int naliases;
 	struct ulpo_device *dev;
 };
 
@@ -63,6 +69,12 @@ struct ulpo_sock *ulpo_sock_lookup(int fd);
 /* Lookup, creating the socket on the TCP ops if absent (or stale). */
 int ulpo_sock_get_or_create(int fd, struct ulpo_sock **ret_sk);
 void ulpo_sock_put(struct ulpo_sock *sk);
+/* Cheap test for the preload shim's fast path: false means ulpo has never carried fd
+ * (one load, no reference, no lock); true means ask ulpo_sock_lookup(). */
+bool ulpo_sock_maybe(int fd);
+/* newfd now names oldfd's socket too (dup, dup2, dup3, F_DUPFD). 0 if oldfd is not
+ * ulpo's; newfd must already be open. */
+int ulpo_sock_alias(int oldfd, int newfd);
 /* Remove sk from fd's slot if it is still there; true if so (the caller then owns the
  * table's reference). */
 bool ulpo_sock_unhash(int fd, struct ulpo_sock *sk);

@@ -63,6 +63,8 @@ static void sock_free(struct ulpo_sock *sk)
 		sk->proto->destroy(sk);
 	pthread_mutex_destroy(&sk->tx_lock);
 	pthread_mutex_destroy(&sk->rx_lock);
+	pthread_mutex_destroy(&sk->fd_lock);
+	free(sk->aliases);
 	free(sk);
 }
 
@@ -96,6 +98,13 @@ struct ulpo_sock *ulpo_sock_lookup(int fd)
 	return sk;
 }
 
+bool ulpo_sock_maybe(int fd)
+{
+	_Atomic(struct ulpo_sock *) *s = slot(fd, false);
+
+	return s && atomic_load_explicit(s, memory_order_relaxed);
+}
+
 static struct ulpo_sock *sock_new(int fd, uint64_t ino)
 {
 	struct ulpo_sock *sk = calloc(1, sizeof(*sk));
@@ -108,6 +117,7 @@ static struct ulpo_sock *sock_new(int fd, uint64_t ino)
 	sk->proto = &ulpo_tcp_proto;
 	pthread_mutex_init(&sk->tx_lock, NULL);
 	pthread_mutex_init(&sk->rx_lock, NULL);
+	pthread_mutex_init(&sk->fd_lock, NULL);
 	return sk;
 }
 
@@ -166,4 +176,38 @@ bool ulpo_sock_unhash(int fd, struct ulpo_sock *sk)
 	}
 	pthread_mutex_unlock(m);
 	return removed;
+}
+
+int ulpo_sock_alias(int oldfd, int newfd)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(oldfd), *old;
+	_Atomic(struct ulpo_sock *) *s;
+	pthread_mutex_t *m;
+	int *a;
+
+	if (!sk)
+		return 0;
+	s = slot(newfd, true);
+	if (!s) {
+		ulpo_sock_put(sk);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&sk->fd_lock);
+	a = realloc(sk->aliases, (sk->naliases + 1) * sizeof(*a));
+	if (!a) {
+		pthread_mutex_unlock(&sk->fd_lock);
+		ulpo_sock_put(sk);
+		return -ENOMEM;
+	}
+	a[sk->naliases++] = newfd;
+	sk->aliases = a;
+	pthread_mutex_unlock(&sk->fd_lock);
+	m = &stripes[(unsigned int)newfd % NSTRIPES].m;
+	pthread_mutex_lock(m);
+	old = atomic_load_explicit(s, memory_order_relaxed);
+	atomic_store_explicit(s, sk, memory_order_release);	/* our reference moves in */
+	pthread_mutex_unlock(m);
+	/* A socket left in newfd's slot was closed behind ulpo's back (dup2 closed it). */
+	ulpo_sock_put(old);
+	return 0;
 }
