@@ -1,5 +1,5 @@
 /* ulpo.c - the `ulpo` command: version, stats of running processes, the demo, the
- * benchmarks. */
+ * benchmarks, running a program on the preload shim. */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +18,8 @@ static void usage(FILE *f)
 		"  bench tls [options]   TCP vs OpenSSL vs ulpo (inline/async), AES-128-GCM and\n"
 		"                        SM4-GCM, 1 and 4 streams: table and ulpo-bench-tls.png\n"
 		"                        (ulpo bench tls --help for the options)\n"
+		"  run [options] -- PROGRAM [ARGS]\n"
+		"                        run an unmodified kTLS program on ulpo (LD_PRELOAD)\n"
 		"  help                  this text\n");
 }
 
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
 		return ulpo_cmd_stats(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "demo"))
 		return ulpo_cmd_demo(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run"))
+		return ulpo_cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return ulpo_cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

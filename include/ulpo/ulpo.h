@@ -70,6 +70,8 @@ enum ulpo_stat {
 	ULPO_STAT_RX_BYTES,
 	ULPO_STAT_RX_ZEROCOPY_RECORDS,
 	ULPO_STAT_RX_AHEAD_RECORDS,	/* decrypted in parallel, behind the one being read */
+	ULPO_STAT_ULP_KERNEL,		/* TCP_ULP "tls" handed to the kernel's kTLS */
+	ULPO_STAT_ULP_SW,		/* TCP_ULP "tls" carried by ulpo (the sw device) */
 	ULPO_STAT_MAX,
 };
 

@@ -37,6 +37,8 @@ static const char *const stat_names[ULPO_STAT_MAX] = {
 	[ULPO_STAT_RX_BYTES] = "UlpoRxBytes",
 	[ULPO_STAT_RX_ZEROCOPY_RECORDS] = "UlpoRxZeroCopyRecords",
 	[ULPO_STAT_RX_AHEAD_RECORDS] = "UlpoRxAheadRecords",
+	[ULPO_STAT_ULP_KERNEL] = "UlpoUlpKernel",
+	[ULPO_STAT_ULP_SW] = "UlpoUlpSw",
 };
 
 const char *ulpo_stat_name(enum ulpo_stat stat)

@@ -211,6 +211,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	pthread_mutex_unlock(&sk->rx_lock);
 	pthread_mutex_unlock(&sk->tx_lock);
 	ulpo_stats_publish();
+	ulpo_stat_add(ULPO_STAT_ULP_SW, 1);
 	return 0;
 }
 

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""run_preload.py - an unmodified kTLS server under `ulpo run`, against real clients.
+
+The server is `openssl s_server` with OpenSSL's kTLS switched on by configuration
+(Options = KTLS, see docs/preload.md): it calls setsockopt(TCP_ULP, "tls"), SOL_TLS
+TLS_TX/TLS_RX and then plain send/recv/sendmsg/recvmsg/select on the socket, which the
+shim hands to ulpo (this kernel has no kTLS). The client is gnutls-cli, openssl s_client
+or curl, nobody's code but theirs. Both directions are checked byte for byte:
+
+  down: the file -> s_server -WWW (an HTTP GET) -> ulpo TX -> client -> compare
+  up:   the file -> client (stdin, or an HTTP POST body for curl) -> ulpo RX -> s_server
+        stdout -> compare
+
+While the server still runs, `ulpo stats --pid` must show that its records went through
+ulpo: UlpoTxBytes >= the file after "down", and for TLS 1.2 UlpoRxBytes >= the file
+after "up". (OpenSSL 3.0 installs TLS_RX only for TLS 1.2; for 1.3 it decrypts itself,
+so ulpo must then have received nothing.) A run in which the program kept TLS in its
+own library fails here. Exit 0 pass, 1 fail, 77 a client is missing.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+OPENSSL_CNF = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Options = KTLS
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, deadline=10):
+    end = time.time() + deadline
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited early (%d)" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not listen on %d" % port)
+
+
+def wait_size(path, n, timeout, what):
+    """Wait until the file has n bytes, printing progress; True when it has."""
+    end, last, shown = time.time() + timeout, -1, time.time()
+    while time.time() < end:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        if size >= n:
+            return True
+        if time.time() - shown > 10 and size != last:
+            print("  %s: %.1f of %.1f MiB" % (what, size / 2**20, n / 2**20), flush=True)
+            shown, last = time.time(), size
+        time.sleep(0.05)
+    print("  %s: timed out at %d of %d bytes" % (what, os.path.getsize(path), n))
+    return False
+
+
+def tail_digest(path, n):
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - n))
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class Server:
+    """ulpo run -- openssl s_server, stdin a pipe we feed, stdout to a file."""
+
+    def __init__(self, a, tmp, www):
+        self.port = free_port()
+        self.out = os.path.join(tmp, "server.out")
+        tls = ["-tls1_2"] if a.tls == "1.2" else ["-tls1_3"]
+        cmd = [a.ulpo, "run", "--", "openssl", "s_server", "-accept", str(self.port),
+               "-cert", a.cert, "-key", a.key, "-quiet"] + tls + (["-WWW"] if www else [])
+        env = dict(os.environ, OPENSSL_CONF=os.path.join(tmp, "ktls.cnf"))
+        self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.PIPE,
+                                     stdout=open(self.out, "wb"),
+                                     stderr=open(self.out + ".err", "wb"))
+        wait_port(self.port, self.proc)
+
+    def stats(self, ulpo):
+        r = subprocess.run([ulpo, "stats", "--pid", str(self.proc.pid), "--json"],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError("ulpo stats --pid %d: %s%s" % (self.proc.pid, r.stdout, r.stderr))
+        return json.loads(r.stdout)[0]["counters"]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def client_cmd(a, port, direction):
+    if a.client == "gnutls-cli":
+        prio = "NORMAL:-VERS-ALL:+VERS-TLS%s" % a.tls
+        return ["gnutls-cli", "--insecure", "--logfile", "/dev/null", "--priority", prio,
+                "-p", str(port), "127.0.0.1"]
+    if a.client == "openssl-s_client":
+        return ["openssl", "s_client", "-quiet", "-tls" + a.tls.replace(".", "_"),
+                "-connect", "127.0.0.1:%d" % port]
+    ver = ["--tlsv" + a.tls, "--tls-max", a.tls]
+    if direction == "down":
+        return ["curl", "-sSk"] + ver + ["https://127.0.0.1:%d/data.bin" % port]
+    return ["curl", "-sSk"] + ver + ["-H", "Expect:", "--data-binary", "@data.bin",
+                                     "https://127.0.0.1:%d/" % port]
+
+
+def run_down(a, tmp, data, n, digest):
+    # Every client fetches the file from s_server -WWW with an HTTP GET: s_server's
+    # interactive mode stops sending after one TLS 1.3 record with kTLS TX on (OpenSSL
+    # 3.0 then blocks in SSL_read instead of select()ing: its SSL_has_pending() after
+    # the kTLS switch), with or without ulpo under it.
+    srv = Server(a, tmp, www=True)
+    got = os.path.join(tmp, "client.out")
+    try:
+        cli = subprocess.Popen(client_cmd(a, srv.port, "down"), cwd=tmp,
+                               stdin=subprocess.PIPE, stdout=open(got, "wb"),
+                               stderr=open(got + ".err", "wb"))
+        if a.client != "curl":
+            # The request, and the pipe stays open: EOF would end some clients' session.
+            cli.stdin.write(b"GET /data.bin HTTP/1.0\r\n\r\n")
+            cli.stdin.flush()
+        ok = wait_size(got, n, a.timeout, "down")
+        counters = srv.stats(a.ulpo) if srv.proc.poll() is None else None
+        cli.kill()
+        cli.wait()
+        if not ok:
+            return "down: client got %d of %d bytes" % (os.path.getsize(got), n)
+        if tail_digest(got, n) != digest:
+            return "down: the client's bytes differ from the file"
+        if counters is None:
+            return "down: the server exited before its counters were read"
+        if counters["UlpoTxBytes"] < n or counters["TlsTxSw"] < 1:
+            return "down: records did not go through ulpo: %s" % counters
+        print("  down %d MiB ok: UlpoTxRecords %d, UlpoTxBytes %d" %
+              (n >> 20, counters["UlpoTxRecords"], counters["UlpoTxBytes"]))
+        return None
+    finally:
+        srv.stop()
+
+
+def run_up(a, tmp, data, n, digest):
+    srv = Server(a, tmp, www=False)
+    got = os.path.join(tmp, "client.out")
+    try:
+        stdin = subprocess.DEVNULL if a.client == "curl" else open(data, "rb")
+        cli = subprocess.Popen(client_cmd(a, srv.port, "up"), cwd=tmp, stdin=stdin,
+                               stdout=open(got, "wb"), stderr=open(got + ".err", "wb"))
+        ok = wait_size(srv.out, n, a.timeout, "up")
+        counters = srv.stats(a.ulpo) if srv.proc.poll() is None else None
+        if a.client == "curl":
+            # Answer the POST so that curl ends as a client should.
+            srv.proc.stdin.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                 b"Connection: close\r\n\r\nok")
+            srv.proc.stdin.flush()
+            try:
+                cli.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                return "up: curl did not finish after the response"
+            if cli.returncode:
+                return "up: curl exited %d" % cli.returncode
+        cli.kill()
+        cli.wait()
+        if not ok:
+            return "up: server got %d of %d bytes" % (os.path.getsize(srv.out), n)
+        if tail_digest(srv.out, n) != digest:
+            return "up: the server's bytes differ from the file"
+        if counters is None:
+            return "up: the server exited before its counters were read"
+        if a.tls == "1.2" and (counters["UlpoRxBytes"] < n or counters["TlsRxSw"] < 1):
+            return "up: records did not go through ulpo: %s" % counters
+        if a.tls == "1.3" and counters["TlsRxSw"] != 0:
+            return "up: OpenSSL 3.0 has no TLS 1.3 kTLS RX, yet TLS_RX was installed"
+        print("  up %d MiB ok: UlpoRxRecords %d, UlpoRxBytes %d%s" %
+              (n >> 20, counters["UlpoRxRecords"], counters["UlpoRxBytes"],
+               "" if a.tls == "1.2" else " (TLS 1.3 RX stays in OpenSSL 3.0)"))
+        return None
+    finally:
+        srv.stop()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--ulpo", required=True, help="the ulpo command")
+    p.add_argument("--client", required=True, choices=["gnutls-cli", "openssl-s_client", "curl"])
+    p.add_argument("--tls", required=True, choices=["1.2", "1.3"])
+    p.add_argument("--mib", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=300)
+    a = p.parse_args()
+    a.ulpo = os.path.abspath(a.ulpo)
+    binary = {"gnutls-cli": "gnutls-cli", "openssl-s_client": "openssl", "curl": "curl"}
+    for b in (binary[a.client], "openssl"):
+        if not shutil.which(b):
+            print("%s not installed" % b)
+            return SKIP
+    n = a.mib << 20
+    with tempfile.TemporaryDirectory(prefix="ulpo-preload-") as tmp:
+        a.key, a.cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", a.key, "-out", a.cert,
+                        "-days", "2", "-subj", "/CN=localhost"], check=True,
+                       capture_output=True)
+        with open(os.path.join(tmp, "ktls.cnf"), "w") as f:
+            f.write(OPENSSL_CNF)
+        data = os.path.join(tmp, "data.bin")
+        with open(data, "wb") as f:
+            for _ in range(a.mib):
+                f.write(os.urandom(1 << 20))
+        digest = tail_digest(data, n)
+        print("%s, TLS %s, %d MiB each way, server under ulpo run" % (a.client, a.tls, a.mib),
+              flush=True)
+        for step in (run_down, run_up):
+            err = step(a, tmp, data, n, digest)
+            if err:
+                print("FAIL:", err)
+                for f in ("server.out.err", "client.out.err"):
+                    path = os.path.join(tmp, f)
+                    if os.path.exists(path):
+                        sys.stdout.write("--- %s:\n%s\n" % (f, open(path, errors="replace").read()[-2000:]))
+                return 1
+    print("pass")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
