@@ -105,7 +105,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 # Sanitizer runs are slower: give each test three times its timeout.
 if CC=clang setup build-san -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dfuzz=true; then
-	build_and_test asan+ubsan build-san compile_but_vm --no-suite vm --no-suite preload \
+	build_and_test asan+ubsan build-san compile_but_vm --no-suite vm --no-suite preload-interop \
 		--timeout-multiplier 3
 else
 	record asan+ubsan setup FAIL 0

@@ -41,6 +41,10 @@ ULPO_API ssize_t ulpo_read(int fd, void *buf, size_t len);
 ULPO_API ssize_t ulpo_readv(int fd, const struct iovec *iov, int iovcnt);
 
 ULPO_API ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+/* splice(2) with a TLS socket at one end and a pipe at the other: out of the socket,
+ * one record's data per call and EINVAL on a control record (tls_sw_splice_read). */
+ULPO_API ssize_t ulpo_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
+			     size_t len, unsigned int flags);
 ULPO_API int ulpo_poll(struct pollfd *fds, nfds_t nfds, int timeout);
 ULPO_API int ulpo_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 			const sigset_t *sigmask);

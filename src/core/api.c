@@ -2,6 +2,10 @@
  * protocol ops, and turn the ops' negative errno into -1/errno. An fd ulpo does not
  * handle goes straight to the syscall. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <netinet/in.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -210,6 +214,146 @@ ssize_t ulpo_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 		return -1;
 	r = sk->proto->sendfile(sk, in_fd, offset, count);
 	ulpo_sock_put(sk);
+	return ret_errno(r);
+}
+
+/* ---- splice ---- */
+
+#define SPLICE_CHUNK (64 * 1024)	/* a default pipe's capacity */
+
+static bool is_pipe(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+/* Write all of buf to the pipe (the room was checked: only a racing writer waits). */
+static ssize_t pipe_write_all(int fd, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = ulpo_sys_write(fd, buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			if (errno != EAGAIN || ulpo_sys_poll(&p, 1, -1) < 0)
+				return done ? (ssize_t)done : -errno;
+			continue;
+		}
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* Socket -> pipe: one record's data per call at most, as tls_sw_splice_read; no more
+ * than the pipe has room for, so nothing taken from the socket is left over. */
+static ssize_t splice_from_sock(struct ulpo_sock *sk, int pipe_fd, size_t len, unsigned int flags)
+{
+	int used = 0, cap = ulpo_sys_fcntl(pipe_fd, F_GETPIPE_SZ, 0);
+	uint8_t *buf;
+	ssize_t n;
+
+	for (;;) {
+		if (cap < 0 || ioctl(pipe_fd, FIONREAD, &used) < 0)
+			return -errno;
+		if (used < cap)
+			break;
+		if (flags & SPLICE_F_NONBLOCK)
+			return -EAGAIN;
+		struct pollfd p = { .fd = pipe_fd, .events = POLLOUT };
+
+		if (ulpo_sys_poll(&p, 1, -1) < 0)
+			return -errno;
+	}
+	if (len > (size_t)(cap - used))
+		len = (size_t)(cap - used);
+	if (len > SPLICE_CHUNK)
+		len = SPLICE_CHUNK;
+	buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	n = sk->proto->splice_read(sk, buf, len, flags & SPLICE_F_NONBLOCK ? MSG_DONTWAIT : 0);
+	if (n > 0)
+		n = pipe_write_all(pipe_fd, buf, (size_t)n);
+	free(buf);
+	return n;
+}
+
+/* Pipe -> socket: the pipe's bytes are copied (tee) before they are sent, and only
+ * what the socket accepted is then taken from the pipe, so a short send loses nothing. */
+static ssize_t splice_to_sock(struct ulpo_sock *sk, int pipe_fd, size_t len, unsigned int flags)
+{
+	static __thread int scratch[2] = { -1, -1 };
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t m, n, got;
+	uint8_t *buf;
+
+	if (scratch[0] < 0 && pipe2(scratch, O_CLOEXEC | O_NONBLOCK))
+		return -errno;
+	if (len > SPLICE_CHUNK)
+		len = SPLICE_CHUNK;
+	m = tee(pipe_fd, scratch[1], len, flags & SPLICE_F_NONBLOCK);
+	if (m <= 0)
+		return m < 0 ? -errno : 0;	/* 0: no writer left, as splice's EOF */
+	buf = malloc((size_t)m);
+	if (!buf)
+		return -ENOMEM;
+	for (got = 0; got < m; got += n) {
+		n = ulpo_sys_read(scratch[0], buf + got, (size_t)(m - got));
+		if (n <= 0)
+			break;
+	}
+	iov.iov_base = buf;
+	iov.iov_len = (size_t)got;
+	n = sk->proto->sendmsg(sk, &msg, (flags & SPLICE_F_MORE ? MSG_MORE : 0) |
+				       (flags & SPLICE_F_NONBLOCK ? MSG_DONTWAIT : 0) | MSG_NOSIGNAL);
+	/* Take from the pipe what the socket took. */
+	for (got = 0; n > 0 && got < n; ) {
+		ssize_t r = ulpo_sys_read(pipe_fd, buf, (size_t)(n - got));
+
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	free(buf);
+	return n;
+}
+
+ssize_t ulpo_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+		    unsigned int flags)
+{
+	struct ulpo_sock *in = ulpo_sock_lookup(fd_in), *out = ulpo_sock_lookup(fd_out);
+	ssize_t r;
+
+	if (!in && !out)
+		return syscall(SYS_splice, fd_in, off_in, fd_out, off_out, len, flags);
+	if ((in && atomic_load(&in->closing)) || (out && atomic_load(&out->closing))) {
+		/* As closing(): a socket being closed answers EBADF. */
+		ulpo_sock_put(in);
+		ulpo_sock_put(out);
+		errno = EBADF;
+		return -1;
+	}
+	if (in && out)
+		r = -EINVAL;		/* one end must be a pipe */
+	else if ((in && off_in) || (out && off_out))
+		r = -ESPIPE;
+	else if (!is_pipe(in ? fd_out : fd_in))
+		r = -EINVAL;
+	else if (!len)
+		r = 0;
+	else if (in)
+		r = splice_from_sock(in, fd_out, len, flags);
+	else
+		r = splice_to_sock(out, fd_in, len, flags);
+	ulpo_sock_put(in);
+	ulpo_sock_put(out);
 	return ret_errno(r);
 }
 

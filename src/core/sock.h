@@ -22,6 +22,8 @@ struct ulpo_proto {
 	ssize_t (*sendmsg)(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
 	ssize_t (*recvmsg)(struct ulpo_sock *sk, struct msghdr *msg, int flags);
 	ssize_t (*sendfile)(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
+	/* splice() out of the socket: what one call may move, into buf (flags: MSG_*). */
+	ssize_t (*splice_read)(struct ulpo_sock *sk, void *buf, size_t len, int flags);
 	/* Readiness the protocol adds on top of the TCP socket's: returns the events ulpo
 	 * can report without asking the kernel, and sets *ret_kernel_events to what must
 	 * still be asked of the kernel's poll; *ret_busy when work in flight elsewhere (the
@@ -75,6 +77,8 @@ bool ulpo_sock_maybe(int fd);
 /* newfd now names oldfd's socket too (dup, dup2, dup3, F_DUPFD). 0 if oldfd is not
  * ulpo's; newfd must already be open. */
 int ulpo_sock_alias(int oldfd, int newfd);
+/* fn(sk, arg) for every socket in the table (a reference is held during the call). */
+void ulpo_sock_for_each(void (*fn)(struct ulpo_sock *sk, void *arg), void *arg);
 /* Remove sk from fd's slot if it is still there; true if so (the caller then owns the
  * table's reference). */
 bool ulpo_sock_unhash(int fd, struct ulpo_sock *sk);
@@ -98,6 +102,7 @@ static inline void ulpo_sock_set_error(struct ulpo_sock *sk, int neg_errno)
 ssize_t ulpo_tcp_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags);
 ssize_t ulpo_tcp_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);
 ssize_t ulpo_tcp_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count);
+ssize_t ulpo_tcp_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flags);
 int ulpo_tcp_setsockopt(struct ulpo_sock *sk, int level, int optname,
 			const void *optval, socklen_t optlen);
 int ulpo_tcp_getsockopt(struct ulpo_sock *sk, int level, int optname,

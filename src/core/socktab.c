@@ -211,3 +211,27 @@ int ulpo_sock_alias(int oldfd, int newfd)
 	ulpo_sock_put(old);
 	return 0;
 }
+
+void ulpo_sock_for_each(void (*fn)(struct ulpo_sock *sk, void *arg), void *arg)
+{
+	for (unsigned int c = 0; c < NCHUNKS; c++) {
+		_Atomic(struct ulpo_sock *) *chunk =
+			atomic_load_explicit(&chunks[c], memory_order_acquire);
+
+		if (!chunk)
+			continue;
+		for (unsigned int i = 0; i < CHUNK_SIZE; i++) {
+			int fd = (int)(c << CHUNK_BITS | i);
+			struct ulpo_sock *sk;
+
+			if (!atomic_load_explicit(&chunk[i], memory_order_relaxed))
+				continue;
+			sk = ulpo_sock_lookup(fd);
+			if (!sk)
+				continue;
+			if (sk->fd == fd)	/* once per socket, not per alias */
+				fn(sk, arg);
+			ulpo_sock_put(sk);
+		}
+	}
+}

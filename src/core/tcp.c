@@ -29,6 +29,13 @@ ssize_t ulpo_tcp_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t
 	return n < 0 ? -errno : n;
 }
 
+ssize_t ulpo_tcp_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flags)
+{
+	ssize_t n = ulpo_sys_recv(sk->fd, buf, len, flags);
+
+	return n < 0 ? -errno : n;
+}
+
 int ulpo_tcp_setsockopt(struct ulpo_sock *sk, int level, int optname,
 			const void *optval, socklen_t optlen)
 {
@@ -53,6 +60,7 @@ const struct ulpo_proto ulpo_tcp_proto = {
 	.sendmsg = ulpo_tcp_sendmsg,
 	.recvmsg = ulpo_tcp_recvmsg,
 	.sendfile = ulpo_tcp_sendfile,
+	.splice_read = ulpo_tcp_splice_read,
 	.shutdown = tcp_shutdown,
 	.setsockopt = ulpo_tcp_setsockopt,
 	.getsockopt = ulpo_tcp_getsockopt,

@@ -1,30 +1,29 @@
-/* epoll.c - the shim's epoll: a TLS member of an epoll set is readable exactly when ulpo
- * holds a whole record or plaintext, and writable as the engine's backpressure allows,
- * as poll() has it (poll_loop in src/core/api.c).
+/* epoll.c - the shim's epoll: a TLS member of a set is readable exactly when ulpo holds a
+ * whole record or plaintext, and writable as the engine's backpressure allows, as poll()
+ * has it (poll_loop in src/core/api.c).
  *
- * Every set made by epoll_create{,1} is managed: each member is registered with the
- * kernel under our own key (a serial and the fd); its events and data are kept here and
- * put back on the way out, so a set without TLS members costs one lookup per returned
- * event. Whether a member is a ulpo socket is decided at wait time, as TCP_ULP may come
- * after EPOLL_CTL_ADD: shim_ulp_gen, bumped by every install, makes a set look again. A
- * set with TLS members waits as poll_loop does: ask each what ulpo holds (proto->poll),
- * wait in the kernel (in 1 ms slices while one is busy), turn kernel events into ulpo's
- * (proto->poll_finish, which pulls a partial record's bytes so the kernel stops
- * reporting them).
+ * Each set made by epoll_create{,1} keeps its members (events, data) here and registers
+ * them with the kernel under its own key (a serial and the fd), so a set without TLS
+ * members costs one lookup per returned event. Whether a member is a ulpo socket is
+ * decided at wait time, as TCP_ULP may come after EPOLL_CTL_ADD (shim_ulp_gen, bumped by
+ * every install, makes a set look again). A set with TLS members waits as poll_loop:
+ * ask each what ulpo holds (proto->poll), wait in the kernel (1 ms slices while one is
+ * busy), turn kernel events into ulpo's (proto->poll_finish pulls a partial record's
+ * bytes, so the kernel stops reporting them).
  *
  * Exact: level-triggered readiness of TLS members; EPOLLET (ulpo-held readiness is
  * reported on a new edge: after ADD/MOD, or with a kernel event for the fd in this
- * wait); EPOLLONESHOT (a reported member is disarmed, here and in the kernel, until
- * MOD); epoll_data; plain members (the kernel's own semantics).
- * Approximate: a set inside another epoll set or poll() is made readable in the kernel
- * by a private eventfd in the set (the "kick"), written when ulpo may hold readiness the
- * kernel cannot see: after reporting a level-triggered TLS member readable (a write and
- * one more kernel wakeup per such wait), after ADD/MOD of one, when events were left
- * for lack of room, and while a member that wants EPOLLOUT is busy. The outer waiter
- * may then wake for nothing, as it may for a partial record in the kernel. A wait on a
- * set with TLS members asks all of them (O(TLS members), as poll()); close() of a member
- * looks in every set. A registration the kernel keeps after its fd was closed (the file
- * lives on in a dup) reports nothing. Sets not made here (raw syscall, across exec) and
+ * wait); EPOLLONESHOT (disarmed here and in the kernel after a report, until MOD);
+ * epoll_data; plain members (the kernel's own semantics).
+ * Approximate: a set in another set or in poll() is made readable in the kernel by a
+ * private eventfd member (the "kick"), written when ulpo may hold readiness the kernel
+ * cannot see: after a level-triggered TLS member was reported readable (one write, and
+ * one more kernel call in the next wait), after ADD/MOD of a TLS member, when events
+ * were left for lack of room, while a member that wants EPOLLOUT is busy. The outer
+ * waiter may then wake for nothing, as it may for a partial record in the kernel. A
+ * wait asks every TLS member of the set (O(TLS members), as poll()); close() of a member
+ * looks in every set. A registration the kernel keeps after its fd was closed (a dup
+ * holds the file) reports nothing. Sets not made here (raw syscall, across exec) and
  * dup()s of an epoll fd pass through untranslated. An EPOLLEXCLUSIVE TLS member keeps
  * the registration it was added with (the kernel refuses MOD). */
 #include <errno.h>
@@ -213,17 +212,24 @@ static void make_tls(struct eset *s, struct member *m)
 	}
 }
 
+/* fd's ulpo socket, referenced, if it has its own poll (the TLS ops); else NULL. */
+static struct ulpo_sock *tls_sock(int fd)
+{
+	struct ulpo_sock *sk = PLAIN(fd) ? NULL : ulpo_sock_lookup(fd);
+
+	if (sk && (!sk->proto->poll || atomic_load(&sk->closing))) {
+		ulpo_sock_put(sk);
+		sk = NULL;
+	}
+	return sk;
+}
+
 static bool is_tls(int fd)
 {
-	struct ulpo_sock *sk;
-	bool r;
+	struct ulpo_sock *sk = tls_sock(fd);
 
-	if (PLAIN(fd))
-		return false;
-	sk = ulpo_sock_lookup(fd);
-	r = sk && sk->proto->poll && !atomic_load(&sk->closing);
 	ulpo_sock_put(sk);
-	return r;
+	return sk != NULL;
 }
 
 /* Members that became ulpo sockets since the set last looked. Acquire pairs with the
@@ -479,8 +485,8 @@ static int translate(struct eset *s, struct epoll_event *ev, int n, struct slot 
 			if (x && x->id != m->id)
 				x = NULL;
 			/* No slot: it became TLS while we waited, or ulpo is closing it. */
-			sk = x ? x->sk : ulpo_sock_lookup(m->fd);
-			if (sk && sk->proto->poll_finish)
+			sk = x ? x->sk : tls_sock(m->fd);
+			if (sk)
 				rev = (uint16_t)sk->proto->poll_finish(sk,
 						(short)(m->events & POLL_BITS), (short)rev);
 			if (x) {
@@ -524,12 +530,7 @@ static unsigned int ask_ulpo(struct eset *s, struct slot *sl, unsigned int nsl, 
 		struct slot *x = &sl[i];
 		short kev = (short)x->events;
 
-		x->sk = ulpo_sock_lookup(x->fd);
-		if (x->sk && (!x->sk->proto->poll || atomic_load(&x->sk->closing))) {
-			ulpo_sock_put(x->sk);
-			x->sk = NULL;
-		}
-		if (x->sk)
+		if ((x->sk = tls_sock(x->fd)))
 			x->own = (uint16_t)x->sk->proto->poll(x->sk, (short)x->events, &kev,
 							       &x->busy);
 		x->kev = (uint16_t)kev;
@@ -554,8 +555,8 @@ static int set_wait(struct eset *s, struct epoll_event *ev, int max, long long t
 		    const sigset_t *sigmask, bool ns_timeout)
 {
 	long long deadline = tmo > 0 ? now_ns() + tmo : 0, left = tmo, kt;
-	struct slot stack[32], *sl = stack;
-	unsigned int cap = 32, nsl, nown, i;
+	struct slot *sl = NULL;
+	unsigned int nsl, nown, i;
 	int n, out, e = errno;
 	bool busy, leave;
 
@@ -564,21 +565,12 @@ static int set_wait(struct eset *s, struct epoll_event *ev, int max, long long t
 	do {
 		pthread_mutex_lock(&s->lock);
 		refresh(s);
-		if (s->ntls > cap) {
-			struct slot *p = malloc(s->ntls * sizeof(*p));
-
-			if (!p) {
-				pthread_mutex_unlock(&s->lock);
-				out = -1;
-				e = ENOMEM;
-				break;
-			}
-			if (sl != stack)
-				free(sl);
-			sl = p;
-			cap = s->ntls;
-		}
 		nsl = s->ntls;
+		if (nsl && !(sl = malloc(nsl * sizeof(*sl)))) {
+			pthread_mutex_unlock(&s->lock);
+			errno = ENOMEM;
+			return -1;
+		}
 		for (i = 0; i < nsl; i++) {
 			struct member *m = *find_slot(s, s->tls[i]);
 
@@ -591,8 +583,9 @@ static int set_wait(struct eset *s, struct epoll_event *ev, int max, long long t
 		kt = nown ? 0 : left;
 		if (busy && (kt < 0 || kt > SLICE_NS))
 			kt = SLICE_NS;
-		n = nown < (unsigned int)max ?
-			kwait(s->epfd, ev, max - (int)nown, kt, sigmask, ns_timeout) : 0;
+		/* The kernel always, if only for one event: it says whether epfd is still a set. */
+		n = kwait(s->epfd, ev, nown < (unsigned int)max ? max - (int)nown : 1, kt, sigmask,
+			  ns_timeout);
 		out = n;
 		if (n < 0)
 			e = errno;
@@ -623,9 +616,9 @@ static int set_wait(struct eset *s, struct epoll_event *ev, int max, long long t
 		pthread_mutex_unlock(&s->lock);
 		for (i = 0; i < nsl; i++)
 			ulpo_sock_put(sl[i].sk);
-	} while (!leave);
-	if (sl != stack)
 		free(sl);
+		sl = NULL;
+	} while (!leave);
 	errno = e;
 	return out;
 }

@@ -228,3 +228,11 @@ SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 		__chk_fail();
 	return recvfrom(fd, buf, len, flags, addr, addrlen);
 }
+
+SHIM_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len,
+			   unsigned int flags)
+{
+	if (PLAIN(fd_in) && PLAIN(fd_out))
+		return LIBC(splice)(fd_in, off_in, fd_out, off_out, len, flags);
+	return ulpo_splice(fd_in, off_in, fd_out, off_out, len, flags);
+}

@@ -62,6 +62,10 @@ struct tls_context {
 
 	/* TX (under sk->tx_lock) */
 	uint16_t tx_max_payload;	/* TLS_TX_MAX_PAYLOAD_LEN, default 2^14 */
+	/* Deferred transmit when TCP was full (tls_txwork.c): armed in the process's
+	 * epoll set, which set (-1: none) and under which fd. */
+	atomic_bool tx_work_armed;
+	int tx_work_epfd, tx_work_fd;
 	bool zerocopy_ro;
 	uint8_t *open_buf;		/* plaintext of the open record (MSG_MORE) */
 	size_t open_len;
@@ -138,6 +142,8 @@ void tls_txq_init(struct tls_context *ctx);
 int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *src,
 		   int srccnt, size_t plen, int flags);
 int tls_txq_push(struct tls_context *ctx, int flags);
+void tls_tx_work_arm(struct tls_context *ctx);
+void tls_tx_work_forget(struct tls_context *ctx);
 int tls_txq_flush(struct tls_context *ctx, int flags);
 bool tls_txq_writable(const struct tls_context *ctx);
 bool tls_txq_unsent_ready(const struct tls_context *ctx);
@@ -149,6 +155,7 @@ void tls_tx_unlock(struct tls_context *ctx);
 
 /* tls_rx.c */
 ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);
+ssize_t tls_sw_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flags);
 /* Whether a whole record or held plaintext is ready; reads what TCP has without
  * blocking when `fill`. */
 bool tls_rx_ready(struct tls_context *ctx, bool fill);

@@ -2,12 +2,14 @@
  * (key install, rekey, options), and the protocol ops that route each direction to the
  * record layer once it has keys, to plain TCP before. Follows net/tls/tls_main.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/stats.h"
+#include "engine/engine.h"
 #include "core/sys.h"
 #include "tls/tls_rx.h"
 
@@ -201,6 +203,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->sk = sk;
+	ctx->tx_work_epfd = -1;
 	ctx->tx_max_payload = ULPO_TLS_MAX_PAYLOAD;
 	ctx->rcvlowat = sock_rcvlowat(sk->fd);
 	tls_txq_init(ctx);
@@ -512,6 +515,16 @@ static ssize_t tls_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	return tls_sw_recvmsg(sk, msg, flags);
 }
 
+static ssize_t tls_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flags)
+{
+	if (!tls_ctx(sk)->rx_ready) {
+		int err = ulpo_sock_error(sk);
+
+		return err ? err : ulpo_tcp_splice_read(sk, buf, len, flags);
+	}
+	return tls_sw_splice_read(sk, buf, len, flags);
+}
+
 static ssize_t tls_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count)
 {
 	if (!tls_ctx(sk)->tx_ready)
@@ -594,11 +607,46 @@ static void tls_release(struct ulpo_sock *sk)
 	pthread_mutex_lock(&sk->tx_lock);
 	if (ctx->tx_ready)
 		tls_txq_flush(ctx, MSG_NOSIGNAL);
+	tls_tx_work_forget(ctx);
 	tls_tx_unlock(ctx);
 	/* A decrypt-ahead batch still in flight ends here, and with it its reference. */
 	pthread_mutex_lock(&sk->rx_lock);
 	tls_rx_ahead_finish(ctx);
 	pthread_mutex_unlock(&sk->rx_lock);
+}
+
+/* At exit(): records the application was told were sent reach TCP, as they would sit
+ * in the kernel's socket for a kTLS program (the async engine may still hold some). A
+ * peer that reads nothing does not hold the exit up for more than a few seconds. After
+ * _exit() or a fatal signal nothing runs: what ulpo still held is lost. */
+#define EXIT_FLUSH_MS 5000
+
+static void flush_at_exit(struct ulpo_sock *sk, void *arg)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+	long *left_ms = arg;
+
+	if (sk->proto != &ulpo_tls_proto || !ctx->tx_ready || atomic_load(&sk->closing))
+		return;
+	pthread_mutex_lock(&sk->tx_lock);
+	while (ctx->txq_head && *left_ms > 0 &&
+	       tls_txq_flush(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN) {
+		struct pollfd p = { .fd = sk->fd, .events = POLLOUT };
+
+		/* Seal what is queued here if no worker is taking it. */
+		if (ulpo_engine_help())
+			continue;
+		ulpo_sys_poll(&p, 1, 10);
+		*left_ms -= 10;
+	}
+	tls_tx_unlock(ctx);
+}
+
+__attribute__((destructor)) static void tls_exit_flush(void)
+{
+	long left_ms = EXIT_FLUSH_MS;
+
+	ulpo_sock_for_each(flush_at_exit, &left_ms);
 }
 
 static void tls_destroy(struct ulpo_sock *sk)
@@ -617,6 +665,7 @@ const struct ulpo_proto ulpo_tls_proto = {
 	.name = "tls",
 	.sendmsg = tls_sendmsg,
 	.recvmsg = tls_recvmsg,
+	.splice_read = tls_splice_read,
 	.sendfile = tls_sendfile,
 	.poll = tls_poll,
 	.poll_finish = tls_poll_finish,

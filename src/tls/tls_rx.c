@@ -420,7 +420,9 @@ static void rx_read_ahead(struct tls_context *ctx, bool caller_full)
 	tls_rx_ahead_kick(ctx);
 }
 
-ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
+/* recvmsg, and splice's read (one_record): at most one record's plaintext, and a
+ * control record is EINVAL and stays first in line, as tls_sw_splice_read has it. */
+static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, bool one_record)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 	struct tls_crypto *c = &ctx->rx;
@@ -548,7 +550,9 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			if (zc) {
 				bool ok = true;
 
-				if (!control) {
+				if (one_record && type != ULPO_TLS_RECORD_DATA) {
+					ok = false;
+				} else if (!control) {
 					control = type;
 					put_record_type(msg, &cm_used, type);
 					ok = type == ULPO_TLS_RECORD_DATA ||
@@ -562,7 +566,9 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 					dst_read(&d, h + TLS_HEADER_SIZE + c->explicit_iv, plen);
 					ctx->rx_pt_in_buf = true;
 					rx_hold(ctx, rel, type, plen);
-					if (control == type)
+					if (one_record && type != ULPO_TLS_RECORD_DATA)
+						err = -EINVAL;
+					else if (control == type)
 						err = -EIO;
 					break;
 				}
@@ -573,7 +579,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 				ulpo_stat_add(ULPO_STAT_RX_RECORDS, 1);
 				ulpo_stat_add(ULPO_STAT_RX_ZEROCOPY_RECORDS, 1);
 				ulpo_stat_add(ULPO_STAT_RX_BYTES, (int64_t)plen);
-				if (type != ULPO_TLS_RECORD_DATA)
+				if (type != ULPO_TLS_RECORD_DATA || one_record)
 					break;
 				continue;
 			}
@@ -592,6 +598,10 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			ctx->rx_ahead_new &= ~(1ull << recidx);
 		}
 		avail = plen - off;
+		if (one_record && type != ULPO_TLS_RECORD_DATA) {
+			err = -EINVAL;
+			break;
+		}
 		if (!control) {
 			control = type;
 			put_record_type(msg, &cm_used, type);
@@ -622,7 +632,7 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 			rel += wire;
 			recidx++;
 		}
-		if (type != ULPO_TLS_RECORD_DATA)
+		if (type != ULPO_TLS_RECORD_DATA || one_record)
 			break;
 	}
 	if (err == -EAGAIN && !copied)
@@ -642,4 +652,17 @@ ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 	msg->msg_flags = saved_flags;
 	msg->msg_controllen = saved_controllen;
 	return err;
+}
+
+ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
+{
+	return rx_recvmsg(sk, msg, flags, false);
+}
+
+ssize_t tls_sw_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flags)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	return rx_recvmsg(sk, &msg, flags, true);
 }

@@ -212,8 +212,10 @@ void tls_tx_unlock(struct tls_context *ctx)
 		/* seq_cst pairs with the increment in txq_done. */
 		unsigned int k = atomic_load(&ctx->txq_kick);
 
-		if (ctx->txq_head && !ctx->txq_broken)
-			tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (ctx->txq_head && !ctx->txq_broken &&
+		    tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN &&
+		    tls_txq_unsent_ready(ctx))
+			tls_tx_work_arm(ctx);	/* TCP is full: send when it has room */
 		pthread_mutex_unlock(&sk->tx_lock);
 		if (atomic_load(&ctx->txq_kick) == k || pthread_mutex_trylock(&sk->tx_lock))
 			return;

@@ -2,16 +2,19 @@
 # run_vm.sh - the 'vm' test suite: boot Debian's Linux 6.1 in QEMU once (peers/linux-vm/vm.sh)
 # and run, against the kernel's own kTLS, (A) ktls_peer: kernel <-> ulpo transfers and
 # ciphertext identity per (version, cipher), (B) tests/tls/test_tls.c built for the kernel.
-# usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS
+# (C) tests/preload/ktls_prog.c, one kTLS program: static in the guest on the kernel's kTLS,
+# dynamic on the host under `ulpo run`; every check must agree.
+# usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS [GUEST_KTLS_PROG HOST_KTLS_PROG ULPO]
 # env: ULPO_VM_SH overrides VM_SH; VM_SEED (default: random, printed); VM_KIB: KiB per
-#      direction and cell (default 16384); VM_PARTS (default "A B"), VM_KEEP=1 keeps the work directory.
+#      direction and cell (default 16384); VM_PARTS (default "A B C"), VM_KEEP=1 keeps the work directory.
 # Exit 77 only when qemu or the kernel image is missing.
 set -u
 VM_SH=${ULPO_VM_SH:-$1} HOST_PEER=$2 GUEST_PEER=$3 GUEST_TEST=$4
+GUEST_PROG=${5:-} HOST_PROG=${6:-} ULPO=${7:-}
 K=${K:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
 SEED=${VM_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 KIB=${VM_KIB:-16384}
-PARTS=${VM_PARTS:-A B}
+PARTS=${VM_PARTS:-A B C}
 T0=$(date +%s)
 
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
@@ -39,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-EXTRA_BINS="$GUEST_PEER $GUEST_TEST" sh "$VM_SH" build >"$W/build.log" 2>&1 ||
+EXTRA_BINS="$GUEST_PEER $GUEST_TEST $GUEST_PROG" sh "$VM_SH" build >"$W/build.log" 2>&1 ||
 	{ cat "$W/build.log"; echo "FAIL: vm.sh build"; exit 1; }
 sh "$VM_SH" start || { echo "FAIL: vm.sh start"; exit 1; }
 
@@ -99,6 +102,46 @@ case " $PARTS " in *" B "*)
 	echo "test_tls in the guest: $P passed, $F failed ($N of 9 runs finished; SM4/ARIA are not in 6.1)"
 	[ "$F" = 0 ] && [ "$N" = 9 ] || FAILED=1
 	echo "B took $(($(date +%s) - TB)) s"
+	;;
+esac
+
+case " $PARTS " in *" C "*)
+	[ -n "$GUEST_PROG" ] || { echo "FAIL: part C needs GUEST_KTLS_PROG HOST_KTLS_PROG ULPO"; exit 1; }
+	echo "== C: tests/preload/ktls_prog.c: kernel kTLS in the guest vs ulpo run on the host"
+	TC=$(date +%s)
+	GK=$(basename "$GUEST_PROG")
+	gexec "timeout 120 /bin/$GK; echo prog-exit=\$?" 150 | tr -d '\r' >"$W/prog.guest"
+	"$ULPO" run -- "$HOST_PROG" --ulpo-known-gaps >"$W/prog.host" 2>&1
+	HRC=$?
+	# Same checks, same verdicts; a check ulpo reports as a known gap (SKIP) is listed.
+	python3 - "$W/prog.guest" "$W/prog.host" <<'PY' || FAILED=1
+import re, sys
+def checks(path):
+    out = {}
+    for line in open(path, errors="replace"):
+        m = re.match(r"(ok|not ok) (\d+) - (.*?)( # SKIP (.*))?$", line.strip())
+        if m:
+            out[int(m.group(2))] = (m.group(1), m.group(3), m.group(5))
+    return out
+g, h = checks(sys.argv[1]), checks(sys.argv[2])
+bad = 0
+for n in sorted(set(g) | set(h)):
+    gv, hv = g.get(n), h.get(n)
+    if not gv or not hv or gv[1] != hv[1]:
+        print("  check %d: guest %s / host %s" % (n, gv, hv)); bad += 1
+    elif hv[2]:
+        print("  check %d (%s): kernel %s; ulpo: known gap, %s" % (n, gv[1], gv[0], hv[2]))
+        bad += gv[0] != "ok"
+    elif gv[0] != "ok" or hv[0] != "ok":
+        print("  check %d (%s): kernel %s, ulpo %s" % (n, gv[1], gv[0], hv[0])); bad += 1
+print("ktls_prog: %d checks, kernel %d ok, ulpo %d ok (%d known gaps), %d disagree" % (
+    len(g), sum(v[0] == "ok" for v in g.values()),
+    sum(v[0] == "ok" and not v[2] for v in h.values()), sum(bool(v[2]) for v in h.values()), bad))
+sys.exit(1 if bad or not g else 0)
+PY
+	grep -q 'prog-exit=0' "$W/prog.guest" || { echo "guest run failed:"; cat "$W/prog.guest"; FAILED=1; }
+	[ "$HRC" = 0 ] || { echo "host run failed:"; cat "$W/prog.host"; FAILED=1; }
+	echo "C took $(($(date +%s) - TC)) s"
 	;;
 esac
 
