@@ -91,6 +91,14 @@ build_and_test() {
 	fi
 }
 
+banner "0/4 GnuTLS with kTLS, the peer for unmodified programs (built once, then cached)"
+t0=$(date +%s)
+if bash tests/interop/build_gnutls_ktls.sh >/dev/null; then
+	record setup gnutls-ktls OK $(($(date +%s) - t0))
+else
+	record setup gnutls-ktls FAIL $(($(date +%s) - t0))
+fi
+
 banner "1/4 normal build (-Werror), all suites"
 if setup build-test -Dwerror=true; then
 	build_and_test normal build-test "meson compile -C"

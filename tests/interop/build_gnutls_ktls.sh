@@ -8,7 +8,8 @@
 #   --force   rebuild even when a complete build is present (verified downloads are reused)
 #   --verify  run the kTLS check again on the build that is present
 # Environment:
-#   ULPO_GNUTLS_KTLS_DIR     cache dir (default /var/cache/ulpo/gnutls-ktls)
+#   ULPO_GNUTLS_KTLS_DIR     cache dir (default /var/cache/ulpo/gnutls-ktls as root, else
+#                            ~/.cache/ulpo/gnutls-ktls)
 #   ULPO_GNUTLS_DEB_VERSION  Debian version to build (default: the one bookworm ships now,
 #                            which must be 3.7.9-*)
 #   ULPO_DEBIAN_MIRROR       default http://deb.debian.org/debian
@@ -20,6 +21,10 @@
 # GNUTLS_SYSTEM_PRIORITY_FILE="$GNUTLS_KTLS_CFG" (the file that turns kTLS on).
 set -euo pipefail
 
+# Root (CI) keeps the build in /var/cache; anyone else in their own cache directory.
+if [[ -z ${ULPO_GNUTLS_KTLS_DIR:-} && $(id -u) != 0 && ! -w /var/cache/ulpo/gnutls-ktls ]]; then
+	ULPO_GNUTLS_KTLS_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ulpo/gnutls-ktls
+fi
 DIR=${ULPO_GNUTLS_KTLS_DIR:-/var/cache/ulpo/gnutls-ktls}
 [[ $DIR == /* ]] || DIR=$PWD/$DIR # configure --prefix must be absolute
 MIRROR=${ULPO_DEBIAN_MIRROR:-http://deb.debian.org/debian}

@@ -1,6 +1,15 @@
 #!/usr/bin/env python3
 """run_preload.py - an unmodified kTLS server under `ulpo run`, against real clients.
 
+--server gnutls-serv: `gnutls-serv --echo` from a GnuTLS built with kTLS
+(build_gnutls_ktls.sh; Debian's has none), kTLS on through GNUTLS_SYSTEM_PRIORITY_FILE
+([global] ktls = true), AES-GCM only (GnuTLS 3.7.9 installs kTLS keys for AES-GCM; for
+TLS 1.2 ChaCha20-Poly1305 it installs a wrong IV, which the real kernel rejects too). The
+client sends text lines (what an echo server echoes) and must get every byte back; the
+server's UlpoRxBytes and UlpoTxBytes must both cover them. curl gets the --http page.
+
+--server openssl-s_server (default):
+
 The server is `openssl s_server` with OpenSSL's kTLS switched on by configuration
 (Options = KTLS, see docs/preload.md): it calls setsockopt(TCP_ULP, "tls"), SOL_TLS
 TLS_TX/TLS_RX and then plain send/recv/sendmsg/recvmsg/select on the socket, which the
@@ -18,6 +27,7 @@ so ulpo must then have received nothing.) A run in which the program kept TLS in
 own library fails here. Exit 0 pass, 1 fail, 77 a client is missing.
 """
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SKIP = 77
@@ -195,9 +206,98 @@ def run_up(a, tmp, data, n, digest):
         srv.stop()
 
 
+def gnutls_ktls():
+    """The kTLS GnuTLS build's paths (the script builds it once, then answers at once)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    # Cells run in parallel: one builds, the others wait for it.
+    with open(os.path.join(tempfile.gettempdir(), "ulpo-gnutls-ktls.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = subprocess.run(["bash", os.path.join(here, "build_gnutls_ktls.sh")],
+                           capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("build_gnutls_ktls.sh failed:\n" + r.stderr[-2000:])
+    return dict(l.split("=", 1) for l in r.stdout.split() if "=" in l)
+
+
+class GnutlsServer(Server):
+    """ulpo run -- gnutls-serv (kTLS build) --echo, or --http for curl."""
+
+    def __init__(self, a, tmp, http):
+        g = gnutls_ktls()
+        self.port = free_port()
+        self.out = os.path.join(tmp, "server.out")
+        prio = "NORMAL:-VERS-ALL:+VERS-TLS%s:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM" % a.tls
+        cmd = [a.ulpo, "run", "--", g["GNUTLS_KTLS_SERV"], "--http" if http else "--echo",
+               "--quiet", "-p", str(self.port), "--x509certfile", a.cert,
+               "--x509keyfile", a.key, "--priority", prio]
+        env = dict(os.environ, GNUTLS_SYSTEM_PRIORITY_FILE=g["GNUTLS_KTLS_CFG"],
+                   LD_LIBRARY_PATH=g["GNUTLS_KTLS_LIBDIR"])
+        self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.out, "wb"),
+                                     stderr=open(self.out + ".err", "wb"))
+        wait_port(self.port, self.proc)
+
+
+def feed(pipe, path):
+    """Write the file into the pipe and keep it open: EOF would end the client's session."""
+    try:
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, pipe, 1 << 20)
+        pipe.flush()
+    except BrokenPipeError:
+        pass
+
+
+def run_echo(a, tmp, text, n, digest):
+    """Both ways at once through gnutls-serv --echo."""
+    srv = GnutlsServer(a, tmp, http=False)
+    got = os.path.join(tmp, "client.out")
+    try:
+        cli = subprocess.Popen(client_cmd(a, srv.port, "echo"), cwd=tmp, stdin=subprocess.PIPE,
+                               stdout=open(got, "wb"), stderr=open(got + ".err", "wb"))
+        threading.Thread(target=feed, args=(cli.stdin, text), daemon=True).start()
+        ok = wait_size(got, n, a.timeout, "echo")
+        counters = srv.stats(a.ulpo) if srv.proc.poll() is None else None
+        cli.kill()
+        cli.wait()
+        if not ok:
+            return "echo: client got %d of %d bytes back" % (os.path.getsize(got), n)
+        if tail_digest(got, n) != digest:
+            return "echo: the bytes that came back differ from those sent"
+        if counters is None:
+            return "echo: the server exited before its counters were read"
+        if (counters["UlpoTxBytes"] < n or counters["UlpoRxBytes"] < n or
+                counters["TlsTxSw"] < 1 or counters["TlsRxSw"] < 1):
+            return "echo: records did not go through ulpo: %s" % counters
+        print("  echo %d MiB each way ok: UlpoRxBytes %d, UlpoTxBytes %d, records %d/%d" %
+              (n >> 20, counters["UlpoRxBytes"], counters["UlpoTxBytes"],
+               counters["UlpoRxRecords"], counters["UlpoTxRecords"]))
+        return None
+    finally:
+        srv.stop()
+
+
+def run_http(a, tmp):
+    """curl against gnutls-serv --http: its page (the only thing it serves) via ulpo."""
+    srv = GnutlsServer(a, tmp, http=True)
+    try:
+        r = subprocess.run(client_cmd(a, srv.port, "down")[:-1] +
+                           ["https://127.0.0.1:%d/" % srv.port], capture_output=True, timeout=30)
+        counters = srv.stats(a.ulpo)
+        if r.returncode or b"This is <a href" not in r.stdout:
+            return "http: curl exited %d: %s" % (r.returncode, r.stderr[-500:])
+        if counters["UlpoTxBytes"] < len(r.stdout) or counters["TlsTxSw"] < 1:
+            return "http: the page did not go through ulpo: %s" % counters
+        print("  http ok: %d bytes of page, UlpoTxBytes %d" % (len(r.stdout), counters["UlpoTxBytes"]))
+        return None
+    finally:
+        srv.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--ulpo", required=True, help="the ulpo command")
+    p.add_argument("--server", default="openssl-s_server", choices=["openssl-s_server", "gnutls-serv"])
     p.add_argument("--client", required=True, choices=["gnutls-cli", "openssl-s_client", "curl"])
     p.add_argument("--tls", required=True, choices=["1.2", "1.3"])
     p.add_argument("--mib", type=int, default=100)
@@ -222,11 +322,21 @@ def main():
         with open(data, "wb") as f:
             for _ in range(a.mib):
                 f.write(os.urandom(1 << 20))
-        digest = tail_digest(data, n)
-        print("%s, TLS %s, %d MiB each way, server under ulpo run" % (a.client, a.tls, a.mib),
-              flush=True)
-        for step in (run_down, run_up):
-            err = step(a, tmp, data, n, digest)
+        if a.server == "gnutls-serv":
+            # Text lines: what an echo server echoes (base64 of the random bytes).
+            text = os.path.join(tmp, "data.txt")
+            subprocess.run("base64 -w 76 %s | head -c %d > %s" % (data, n, text), shell=True,
+                           check=True)
+            steps = [lambda: run_http(a, tmp)] if a.client == "curl" else \
+                [lambda: run_echo(a, tmp, text, n, tail_digest(text, n))]
+        else:
+            digest = tail_digest(data, n)
+            steps = [lambda: run_down(a, tmp, data, n, digest),
+                     lambda: run_up(a, tmp, data, n, digest)]
+        print("%s -> %s under ulpo run, TLS %s, %d MiB each way" %
+              (a.client, a.server, a.tls, a.mib), flush=True)
+        for step in steps:
+            err = step()
             if err:
                 print("FAIL:", err)
                 for f in ("server.out.err", "client.out.err"):
