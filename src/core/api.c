@@ -2,6 +2,7 @@
  * protocol ops, and turn the ops' negative errno into -1/errno. An fd ulpo does not
  * handle goes straight to the syscall. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <ulpo/ulpo.h>
 
 #include "core/sock.h"
+#include "core/stats.h"
 #include "core/sys.h"
 
 #define ULPO_VERSION_STRING "0.1.0"
@@ -46,6 +48,55 @@ static long ret_errno(long r)
 	return r;
 }
 
+/* ---- the kernel as a device ----
+ * Where the running kernel has kTLS, TCP_ULP "tls" may go to it: the kernel carries the
+ * socket, the fd stays out of ulpo's table, and every later call on it is the kernel's own.
+ * ULPO_DEVICE=auto (default) tries the kernel first, kernel uses only the kernel, sw only
+ * ulpo. A kernel without tls.ko answers ENOENT; that answer is kept for the process, as
+ * asking again would make the kernel run modprobe for every connection. */
+enum device_policy { DEV_AUTO, DEV_KERNEL, DEV_SW };
+
+static enum device_policy dev_policy;
+static atomic_bool kernel_has_no_tls;
+
+static void read_device_env(void)
+{
+	const char *s = secure_getenv("ULPO_DEVICE");
+
+	if (s && !strcmp(s, "kernel"))
+		dev_policy = DEV_KERNEL;
+	else if (s && !strcmp(s, "sw"))
+		dev_policy = DEV_SW;
+}
+
+static bool is_tls_ulp(const void *optval, socklen_t optlen)
+{
+	return optval && optlen >= 3 && !strncmp(optval, "tls", optlen < 4 ? optlen : 4);
+}
+
+/* 1: the kernel took the socket; 0: ulpo's turn; -1 with errno: the answer (kernel only). */
+static int kernel_device(int fd, const void *optval, socklen_t optlen)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, read_device_env);
+	if (dev_policy == DEV_SW || !is_tls_ulp(optval, optlen) || ulpo_sock_maybe(fd) ||
+	    (dev_policy == DEV_AUTO && atomic_load_explicit(&kernel_has_no_tls,
+							    memory_order_relaxed)))
+		return 0;
+	if (ulpo_sys_setsockopt(fd, SOL_TCP, TCP_ULP, optval, optlen) == 0) {
+		ulpo_stats_publish();
+		ulpo_stat_add(ULPO_STAT_ULP_KERNEL, 1);
+		return 1;
+	}
+	if (dev_policy == DEV_KERNEL)
+		return -1;
+	if (errno == ENOENT)
+		atomic_store(&kernel_has_no_tls, true);
+	/* Any other refusal (ENOTCONN, EEXIST, ...) ulpo gives by itself next. */
+	return 0;
+}
+
 int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
 {
 	struct ulpo_sock *sk;
@@ -58,6 +109,9 @@ int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_
 		/* Only TCP sockets get ulpo's ULPs; the kernel answers for the rest. */
 		if (ulpo_sys_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) || proto != IPPROTO_TCP)
 			return ulpo_sys_setsockopt(fd, level, optname, optval, optlen);
+		r = kernel_device(fd, optval, optlen);
+		if (r)
+			return r > 0 ? 0 : -1;
 		r = ulpo_sock_get_or_create(fd, &sk);
 		if (r < 0)
 			return (int)ret_errno(r);

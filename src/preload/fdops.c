@@ -1,5 +1,5 @@
 /* fdops.c - the shim's socket options and fd life cycle: TCP_ULP "tls" goes to the
- * device ULPO_DEVICE picks (the kernel's kTLS where it has it, else ulpo), close and
+ * device ulpo_setsockopt() picks (the kernel's kTLS where it has it, else ulpo), close and
  * shutdown flush ulpo's records, and dup()ed fds name the same ulpo socket. */
 /* Both names are interposed, so neither may be redirected to the other. */
 #undef _FILE_OFFSET_BITS
@@ -18,62 +18,18 @@
 #include "core/stats.h"
 #include "preload/shim.h"
 
-enum device_policy { DEV_AUTO, DEV_KERNEL, DEV_SW };
-
-static enum device_policy policy;
-
-static void read_policy(void)
-{
-	const char *s = getenv("ULPO_DEVICE");
-
-	policy = DEV_AUTO;
-	if (s && !strcmp(s, "kernel"))
-		policy = DEV_KERNEL;
-	else if (s && !strcmp(s, "sw"))
-		policy = DEV_SW;
-}
-
-static enum device_policy device_policy(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, read_policy);
-	return policy;
-}
-
-static bool is_tls_ulp(const void *optval, socklen_t optlen)
-{
-	return optval && optlen >= 3 && !strncmp(optval, "tls", optlen < 4 ? optlen : 4);
-}
-
+/* TCP_ULP goes to ulpo_setsockopt(), which picks the device: the kernel's kTLS where it
+ * loads, else ulpo (ULPO_DEVICE). */
 SHIM_EXPORT int setsockopt(int fd, int level, int optname, const void *optval,
 			   socklen_t optlen)
 {
-	if (level == SOL_TCP && optname == TCP_ULP && is_tls_ulp(optval, optlen)) {
-		enum device_policy p = device_policy();
-
-		/* The kernel's kTLS is a device too: where it loads, it carries the
-		 * socket and ulpo steps aside; where it does not (ENOENT: no tls.ko),
-		 * ulpo's sw device does. */
-		if (p != DEV_SW && PLAIN(fd)) {
-			int r = LIBC(setsockopt)(fd, level, optname, optval, optlen);
-
-			if (r == 0) {
-				ulpo_stats_publish();
-				ulpo_stat_add(ULPO_STAT_ULP_KERNEL, 1);
-				return 0;
-			}
-			if (p == DEV_KERNEL || errno != ENOENT)
-				return r;
-		}
-		if (ulpo_setsockopt(fd, level, optname, optval, optlen))
-			return -1;
-		atomic_fetch_add(&shim_ulp_gen, 1);	/* epoll sets: a member may be ulpo's now */
-		return 0;
-	}
-	if (PLAIN(fd))
+	if (PLAIN(fd) && !(level == SOL_TCP && optname == TCP_ULP))
 		return LIBC(setsockopt)(fd, level, optname, optval, optlen);
-	return ulpo_setsockopt(fd, level, optname, optval, optlen);
+	if (ulpo_setsockopt(fd, level, optname, optval, optlen))
+		return -1;
+	if (level == SOL_TCP && optname == TCP_ULP && !PLAIN(fd))
+		atomic_fetch_add(&shim_ulp_gen, 1);	/* epoll sets look at it again */
+	return 0;
 }
 
 SHIM_EXPORT int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)

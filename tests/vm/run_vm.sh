@@ -4,17 +4,20 @@
 # ciphertext identity per (version, cipher), (B) tests/tls/test_tls.c built for the kernel.
 # (C) tests/preload/ktls_prog.c, one kTLS program: static in the guest on the kernel's kTLS,
 # dynamic on the host under `ulpo run`; every check must agree.
-# usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS [GUEST_KTLS_PROG HOST_KTLS_PROG ULPO]
+# (D) tests/vm/device_prog.c: a static ulpo program in the guest, ULPO_DEVICE=auto, with tls.ko
+# (the kernel device carries it) and with tls.ko removed (ulpo's sw device): same ciphertext.
+# usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS [GUEST_KTLS_PROG HOST_KTLS_PROG ULPO
+#        GUEST_DEVICE_PROG]
 # env: ULPO_VM_SH overrides VM_SH; VM_SEED (default: random, printed); VM_KIB: KiB per
-#      direction and cell (default 16384); VM_PARTS (default "A B C"), VM_KEEP=1 keeps the work directory.
+#      direction and cell (default 16384); VM_PARTS (default "A B C D"), VM_KEEP=1 keeps the work directory.
 # Exit 77 only when qemu or the kernel image is missing.
 set -u
 VM_SH=${ULPO_VM_SH:-$1} HOST_PEER=$2 GUEST_PEER=$3 GUEST_TEST=$4
-GUEST_PROG=${5:-} HOST_PROG=${6:-} ULPO=${7:-}
+GUEST_PROG=${5:-} HOST_PROG=${6:-} ULPO=${7:-} GUEST_DEV=${8:-}
 K=${K:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
 SEED=${VM_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 KIB=${VM_KIB:-16384}
-PARTS=${VM_PARTS:-A B C}
+PARTS=${VM_PARTS:-A B C D}
 T0=$(date +%s)
 
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
@@ -42,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-EXTRA_BINS="$GUEST_PEER $GUEST_TEST $GUEST_PROG" sh "$VM_SH" build >"$W/build.log" 2>&1 ||
+EXTRA_BINS="$GUEST_PEER $GUEST_TEST $GUEST_PROG $GUEST_DEV" sh "$VM_SH" build >"$W/build.log" 2>&1 ||
 	{ cat "$W/build.log"; echo "FAIL: vm.sh build"; exit 1; }
 sh "$VM_SH" start || { echo "FAIL: vm.sh start"; exit 1; }
 
@@ -142,6 +145,28 @@ PY
 	grep -q 'prog-exit=0' "$W/prog.guest" || { echo "guest run failed:"; cat "$W/prog.guest"; FAILED=1; }
 	[ "$HRC" = 0 ] || { echo "host run failed:"; cat "$W/prog.host"; FAILED=1; }
 	echo "C took $(($(date +%s) - TC)) s"
+	;;
+esac
+
+case " $PARTS " in *" D "*)
+	[ -n "$GUEST_DEV" ] || { echo "FAIL: part D needs GUEST_DEVICE_PROG"; exit 1; }
+	echo "== D: the kernel as a device: ULPO_DEVICE=auto with tls.ko, then without it"
+	TD=$(date +%s)
+	GD=$(basename "$GUEST_DEV")
+	# Without: autoloading off (a modprobe that does not exist), tls.ko removed.
+	gexec "modprobe tls; ULPO_DEVICE=auto /bin/$GD; echo dev-with=\$?
+		echo /nonexistent > /proc/sys/kernel/modprobe; rmmod tls; echo rmmod=\$?
+		ULPO_DEVICE=auto /bin/$GD; echo dev-without=\$?
+		echo /sbin/modprobe > /proc/sys/kernel/modprobe" 200 | tr -d '\r' >"$W/device.log"
+	grep -E '^(device|FAIL)' "$W/device.log"
+	W1=$(grep '^device' "$W/device.log" | sed -n 1p) W2=$(grep '^device' "$W/device.log" | sed -n 2p)
+	case "$W1" in *"kernel=2 sw=0 "*"rx=ok") ;; *) echo "FAIL: with tls.ko the kernel device should carry both sockets"; FAILED=1 ;; esac
+	case "$W2" in *"kernel=0 sw=2 "*"rx=ok") ;; *) echo "FAIL: without tls.ko the sw device should carry both sockets"; FAILED=1 ;; esac
+	[ "${W1##*fnv=}" = "${W2##*fnv=}" ] && [ -n "$W1" ] ||
+		{ echo "FAIL: the kernel and sw devices put different ciphertext on the wire"; FAILED=1; }
+	grep -q 'dev-with=0' "$W/device.log" && grep -q 'dev-without=0' "$W/device.log" &&
+		grep -q 'rmmod=0' "$W/device.log" || { cat "$W/device.log"; FAILED=1; }
+	echo "D took $(($(date +%s) - TD)) s"
 	;;
 esac
 
