@@ -14,6 +14,7 @@
 #include <ulpo/ulpo.h>
 
 #include "core/sock.h"
+#include "core/stats.h"
 #include "preload/shim.h"
 
 struct shim_libc shim_libc;
@@ -62,6 +63,8 @@ void shim_resolve(void)
 __attribute__((constructor(101))) static void shim_init(void)
 {
 	shim_resolve();
+	/* Every process under `ulpo run` is listed by `ulpo stats`, TLS sockets or not. */
+	ulpo_stats_publish();
 }
 
 SHIM_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)

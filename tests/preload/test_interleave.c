@@ -57,6 +57,7 @@
 #define MAX_IO		70000		/* bytes per call at most */
 #define TLS_MAX_PLAIN	16384		/* one record's data: the most one splice out gives */
 #define WATCHDOG_S	120
+#define SETTLE_S	3		/* closed records reach the peer: no byte for this long fails */
 #define MAX_MSGS	4		/* messages per sendmmsg/recvmmsg */
 #define MAX_IOV		8
 #define REC_TYPE_DATA	23
@@ -66,7 +67,7 @@ enum op {
 	OP_SPLICE_IN,
 	OP_RECV, OP_RECVFROM, OP_RECVMSG, OP_READ, OP_READV, OP_RECVMMSG, OP_SPLICE_OUT,
 	OP_POLL, OP_PPOLL, OP_SELECT, OP_EPOLL, OP_WAIT,
-	OP_DUP, OP_BLOCK,
+	OP_DUP, OP_BLOCK, OP_SETTLE,
 	NOPS
 };
 #define N_SEND_OPS	(OP_RECV - OP_SEND)
@@ -88,6 +89,7 @@ static const struct {
 	[OP_SELECT] = { "select", 2 },		[OP_EPOLL] = { "epoll_wait", 3 },
 	[OP_WAIT] = { "poll-wait", 1 },
 	[OP_DUP] = { "dup", 2 },		[OP_BLOCK] = { "blocking", 2 },
+	[OP_SETTLE] = { "settle", 1 },
 };
 
 /* Per op: calls, calls that moved bytes (or reported readiness), EAGAIN. */
@@ -109,6 +111,10 @@ struct dir {
 	uint64_t sent;		/* stream bytes the sending socket took */
 	uint64_t rcvd;		/* stream bytes the receiver took out (checked) */
 	size_t in_pipe;		/* pattern bytes in the sender's splice pipe, after `sent` */
+	/* The kernel's records (tls_sw_sendmsg): when known, the bytes before open_start
+	 * are in closed records and must reach the peer with no further call here. */
+	bool closed_known;
+	uint64_t open_start;
 	struct seg *segs;
 	size_t nsegs, cap;
 };
@@ -197,6 +203,14 @@ static void watchdog(int sig)
 	if (write(STDOUT_FILENO, msg, (size_t)(p - msg)) < 0)
 		_exit(2);
 	_exit(1);
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
 static uint64_t mix64(uint64_t z)
@@ -383,6 +397,24 @@ static void trace(const char *fmt, ...)
 	putchar('\n');
 }
 
+/* A send call took r of n bytes (`more`: MSG_MORE or SPLICE_F_MORE). The kernel closes
+ * a record when a call ends without MORE, or when it is full, MORE or not; what a call
+ * that took only part of its bytes leaves open is not followed (unknown until the next
+ * call that takes all without MORE). */
+static void records_closed(struct dir *d, ssize_t r, size_t n, bool more)
+{
+	if (r <= 0)
+		return;
+	if ((size_t)r < n)
+		d->closed_known = false;
+	else if (!more) {
+		d->open_start = d->sent;
+		d->closed_known = true;
+	} else if (d->closed_known) {
+		d->open_start = d->sent - (d->sent - d->open_start) % TLS_MAX_PLAIN;
+	}
+}
+
 /* ---- sends ---- */
 
 /* sendmmsg of n pattern bytes in up to MAX_MSGS messages. A message taken in part may
@@ -439,6 +471,7 @@ static void do_send(int s, enum op op, bool must)
 	size_t n = must ? 1 + below(4096) : io_size();
 	struct iovec iov[MAX_IOV];
 	ssize_t r = -1;
+	bool more;
 
 	/* What the splice pipe holds is next in the stream. */
 	if (d->in_pipe)
@@ -456,6 +489,9 @@ static void do_send(int s, enum op op, bool must)
 		flags |= MSG_DONTWAIT;
 	if (chance(25))
 		flags |= MSG_MORE;
+	/* write, writev and sendfile have no flags; splice has its own. */
+	more = (flags & MSG_MORE) && op != OP_WRITE && op != OP_WRITEV && op != OP_SENDFILE &&
+	       op != OP_SPLICE_IN;
 	if (op != OP_SENDMMSG && op != OP_SPLICE_IN)
 		pat_fill(d->key, pat_next(d), txbuf, n);
 	counts[op].calls++;
@@ -507,6 +543,7 @@ static void do_send(int s, enum op op, bool must)
 			d->in_pipe = n;
 		}
 		n = chance(20) ? 1 + below((uint32_t)d->in_pipe) : d->in_pipe;
+		more = sf & SPLICE_F_MORE;
 		r = splice(sd->txpipe[0], NULL, fd, NULL, n, sf);
 		e = errno;
 		if (r > (ssize_t)n)
@@ -533,6 +570,7 @@ static void do_send(int s, enum op op, bool must)
 			fail("%s by %s: took %zd of %zu bytes", ops[op].name, sd->name, r, n);
 		if (op != OP_SENDMMSG)
 			d->sent += (uint64_t)r;
+		records_closed(d, r, n, more);
 	} else if (r < 0 && e == EAGAIN) {
 		counts[op].again++;
 	} else {
@@ -812,6 +850,42 @@ static void do_ready(enum op op)
 		}
 }
 
+/* Closed records reach the peer with no further call by the sender (the kernel's
+ * deferred tx work sends what TCP refused as soon as it has room): the receiver polls
+ * and reads until it has every byte before the sender's open record. */
+static void do_settle(int s)
+{
+	struct dir *d = &dirs[s];
+	struct side *rd = &sides[!s];
+	double last = now_s();
+	uint64_t had = d->rcvd;
+
+	counts[OP_SETTLE].calls++;
+	if (!d->closed_known || d->rcvd >= d->open_start)
+		return;
+	counts[OP_SETTLE].took++;
+	trace("settle %s: %" PRIu64 " received, closed records up to %" PRIu64, d->name,
+	      d->rcvd, d->open_start);
+	while (d->rcvd < d->open_start) {
+		struct pollfd p = { .fd = cur_fd(rd), .events = POLLIN };
+
+		if (poll(&p, 1, 10) < 0)
+			fail("settle: poll: %s", strerror(errno));
+		if (p.revents & ~POLLIN)
+			fail("settle: %s has events 0x%x", rd->name, p.revents);
+		if (p.revents & POLLIN)
+			do_recv(!s, (enum op)(OP_RECV + below(N_RECV_OPS)), true);
+		if (d->rcvd != had) {
+			had = d->rcvd;
+			last = now_s();
+		} else if (now_s() - last > SETTLE_S) {
+			fail("%s: bytes up to %" PRIu64 " are in closed records (%" PRIu64 " sent), "
+			     "but nothing came after %" PRIu64 " for %d s", d->name,
+			     d->open_start, d->sent, d->rcvd, SETTLE_S);
+		}
+	}
+}
+
 /* ---- fds ---- */
 
 static void epoll_add(int s)
@@ -973,7 +1047,8 @@ static void setup(unsigned short version)
 
 		*sd = (struct side){ .name = s ? "b" : "a", .fd = fds[s], .dupfd = -1 };
 		free(d->segs);
-		*d = (struct dir){ .name = s ? "b->a" : "a->b", .key = mix64(g_seed ^ (version << 1 | s)) };
+		*d = (struct dir){ .name = s ? "b->a" : "a->b",
+				   .key = mix64(g_seed ^ (version << 1 | s)), .closed_known = true };
 		seg_add(d, 0, 0);
 		if (pipe2(sd->txpipe, O_CLOEXEC | O_NONBLOCK) ||
 		    pipe2(sd->rxpipe, O_CLOEXEC | O_NONBLOCK))
@@ -1097,14 +1172,6 @@ static void finish(void)
 			     dirs[s].name, dirs[s].sent, dirs[s].rcvd);
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
 static void summary(double secs, int steps)
 {
 	int i;
@@ -1180,8 +1247,10 @@ static void run(unsigned short version, const char *name, int steps)
 			do_ready(op);
 		else if (op == OP_DUP)
 			do_dup(s);
-		else
+		else if (op == OP_BLOCK)
 			do_block(s);
+		else
+			do_settle(s);
 		for (s = 0; s < 2; s++) {
 			if (sides[s].dupfd >= 0 && --sides[s].dup_left <= 0)
 				drop_dup(s, chance(30));
