@@ -443,6 +443,8 @@ static bool close_alias(struct ulpo_sock *sk, int fd)
 		pthread_mutex_lock(&sk->tx_lock);
 		pthread_mutex_lock(&sk->rx_lock);
 		sk->fd = sk->aliases[--sk->naliases];
+		if (sk->proto->fd_change)
+			sk->proto->fd_change(sk, fd);
 		pthread_mutex_unlock(&sk->rx_lock);
 		pthread_mutex_unlock(&sk->tx_lock);
 	} else {

@@ -34,6 +34,9 @@ struct ulpo_proto {
 	short (*poll_finish)(struct ulpo_sock *sk, short events, short kernel_revents);
 	int (*shutdown)(struct ulpo_sock *sk, int how);
 	void (*release)(struct ulpo_sock *sk);	/* before close(fd): flush closed records */
+	/* sk->fd moved from old_fd (still open until the caller closes it) to another of the
+	 * socket's fds; both I/O locks are held. For state keyed by fd number. */
+	void (*fd_change)(struct ulpo_sock *sk, int old_fd);
 	/* At the last reference (no call is using the socket any more): free the ULP's
 	 * state and wipe its keys. */
 	void (*destroy)(struct ulpo_sock *sk);

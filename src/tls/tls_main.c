@@ -649,6 +649,18 @@ __attribute__((destructor)) static void tls_exit_flush(void)
 	ulpo_sock_for_each(flush_at_exit, &left_ms);
 }
 
+/* The deferred-transmit set knows the socket by fd number: the old one (still open) is
+ * forgotten, and records TCP refused are armed again under the new one. */
+static void tls_fd_change(struct ulpo_sock *sk, int old_fd)
+{
+	struct tls_context *ctx = tls_ctx(sk);
+
+	(void)old_fd;
+	tls_tx_work_forget(ctx);
+	if (ctx->tx_ready && tls_txq_unsent_ready(ctx))
+		tls_tx_work_arm(ctx);
+}
+
 static void tls_destroy(struct ulpo_sock *sk)
 {
 	struct tls_context *ctx = tls_ctx(sk);
@@ -671,6 +683,7 @@ const struct ulpo_proto ulpo_tls_proto = {
 	.poll_finish = tls_poll_finish,
 	.shutdown = tls_shutdown,
 	.release = tls_release,
+	.fd_change = tls_fd_change,
 	.destroy = tls_destroy,
 	.setsockopt = tls_setsockopt,
 	.getsockopt = tls_getsockopt,

@@ -4,6 +4,7 @@
  * in order, by the next call on the socket or by the completion itself when no call holds
  * the socket (the kernel's deferred tx work). A failed record stops the stream. */
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -133,11 +134,26 @@ static void txq_abort(struct tls_context *ctx, int err)
 	ctx->txq_broken = true;
 }
 
+/* A record sent with MSG_MORE waits in TCP for the next one (on loopback a whole 16 KiB
+ * record is less than one segment). If the next one does not fit, nothing would ever push
+ * it: the send buffer stays full of data TCP holds back, and no room ever comes. Pushing
+ * is what TCP_CORK going off does, so that is done, unless the application corked the
+ * socket itself. */
+static void tcp_uncork(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+
+	if (ulpo_sys_getsockopt(fd, SOL_TCP, TCP_CORK, &on, &len) == 0 && !on)
+		ulpo_sys_setsockopt(fd, SOL_TCP, TCP_CORK, &on, sizeof(on));
+}
+
 /* Send the ready prefix of the queue. 0: nothing ready is left unsent (records may still
  * be in the engine); -EAGAIN: TCP took part; -EINTR; -EBADMSG: the stream is broken. */
 int tls_txq_push(struct tls_context *ctx, int flags)
 {
 	int sflags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE);
+	bool corked = false;	/* the last bytes TCP took came with MSG_MORE */
 	struct tls_rec *rec;
 
 	if (ctx->txq_broken)
@@ -166,12 +182,16 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 
 				/* EINTR goes to the caller as the kernel's would: a handler
 				 * with SA_RESTART never lets it out of send(). */
-				if (e == EAGAIN || e == EINTR)
+				if (e == EAGAIN || e == EINTR) {
+					if (corked && !(flags & MSG_MORE))
+						tcp_uncork(ctx->sk->fd);
 					return -e;
+				}
 				txq_abort(ctx, -EBADMSG);
 				return -EBADMSG;
 			}
 			rec->sent += (size_t)n;
+			corked = ((sflags | (more ? MSG_MORE : 0)) & MSG_MORE) != 0;
 		}
 		ctx->txq_head = rec->next;
 		if (!ctx->txq_head)

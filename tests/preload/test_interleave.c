@@ -9,16 +9,18 @@
  * else random; always printed; argv[2]: steps per version): a side and one of send/
  * sendto/sendmsg/write/writev/sendmmsg/sendfile/splice pipe->socket, recv/recvfrom/
  * recvmsg (record-type cmsg or not, MSG_PEEK)/read/readv/recvmmsg/splice socket->pipe,
- * poll/ppoll/select/epoll_wait without timeout, dup (then close, or the first fd goes),
- * O_NONBLOCK off for a while. The same seed makes the same choices; what the calls
- * return may still depend on timing (the async engine, TCP).
+ * poll/ppoll/select/epoll_wait without timeout (and a short poll now and then), dup
+ * (then close it, dup2 onto it, or close the first fd), O_NONBLOCK off for a while; in
+ * phases where one side or both do not receive, or neither sends. The same seed makes
+ * the same choices; what the calls return may still depend on timing (async engine, TCP).
  *
  * Nothing blocks unless it cannot: sends are non-blocking (EAGAIN: the bytes go later),
  * a receive is non-blocking or follows a readiness report, which must then hold
  * (readable: a whole record is there, so a receive returns data; writable: a small send
- * takes something). A watchdog turns a hang into a failure with the seed. At the end
- * each side closes its open record with one byte without MSG_MORE, both shut down while
- * two threads read to EOF, and every byte sent must have been received.
+ * takes something). "settle": what the kernel would have in closed records must reach
+ * the peer while the sender makes no call. A watchdog turns a hang into a failure with
+ * the seed. At the end each side closes its open record with one byte without MSG_MORE,
+ * both shut down while two threads read to EOF, and every byte sent must have arrived.
  *
  * ULPO_TRACE=1 prints every call (for a minimal reproduction). */
 #include <errno.h>
@@ -1061,18 +1063,13 @@ static void setup(unsigned short version)
 		if (sd->file < 0)
 			fail("mkstemp: %s", strerror(errno));
 		unlink(path);
-		/* Small buffers half of the time: TCP full early, records left to send
-		 * later. Not below 32 KiB to receive: loopback TCP then crawls (delayed
-		 * ACKs), with or without TLS. */
+		/* A small send buffer half of the time: TCP full early, records left to
+		 * send later. (A small receive buffer makes loopback TCP itself crawl or
+		 * stall for seconds, drops and backoff, with or without TLS.) */
 		if (chance(50)) {
 			int sz = 4096 << below(6);
 
 			setsockopt(sd->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-		}
-		if (chance(50)) {
-			int sz = 32768 << below(3);
-
-			setsockopt(sd->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 		}
 		set_nonblock(s, true);
 		epoll_add(s);
