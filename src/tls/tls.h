@@ -104,6 +104,12 @@ struct tls_context {
 	uint64_t rx_shadow_mask;	/* bit i: the i-th held record's plaintext is there */
 	uint64_t rx_ahead_new;		/* bit i: ... and no call has looked at it yet */
 	struct tls_rx_par *rx_par;
+
+	/* Shared with other processes since a fork() (tls_share.c): NULL until then. */
+	_Atomic(struct tls_share *) share;
+	uint64_t share_tx_gen, share_rx_gen;	/* the state last loaded or stored */
+	bool share_tx_in, share_rx_in;		/* this call holds the shared mutex */
+	bool fork_held_tx, fork_held_rx;	/* the forking thread holds the lock */
 };
 
 extern const struct ulpo_proto ulpo_tls_proto;
@@ -152,6 +158,64 @@ void tls_txq_free(struct tls_context *ctx);
 void tls_txq_trim(struct tls_context *ctx);
 /* Every holder of sk->tx_lock releases it through this: it sends what completed. */
 void tls_tx_unlock(struct tls_context *ctx);
+
+/* Remove the unsent ciphertext of the queued records (all sealed) into dst, up to cap
+ * bytes; returns how many. A socket shared with another process keeps it there. */
+size_t tls_txq_take_unsent(struct tls_context *ctx, uint8_t *dst, size_t cap);
+/* Forget the queue without sending it (a forked child: the records are the parent's). */
+void tls_txq_drop(struct tls_context *ctx);
+
+/* tls_share.c: one socket in several processes after fork() */
+struct tls_share;
+void tls_share_init(void);
+void tls_share_detach(struct tls_context *ctx);
+void tls_share_tx_enter(struct tls_context *ctx);
+bool tls_share_tx_tryenter(struct tls_context *ctx);
+void tls_share_tx_leave(struct tls_context *ctx);
+void tls_share_rx_enter(struct tls_context *ctx);
+void tls_share_rx_leave(struct tls_context *ctx);
+/* Ciphertext stored by a process that TCP has not taken yet; pushed before records. */
+size_t tls_share_pend(const struct tls_context *ctx);
+int tls_share_push(struct tls_context *ctx, int sflags);
+
+/* The TX and RX locks of a TLS socket: the socket's own and, once the socket is shared
+ * with another process, the shared one too (which brings the state up to date). */
+static inline bool tls_shared(const struct tls_context *ctx)
+{
+	return atomic_load_explicit(&((struct tls_context *)ctx)->share, memory_order_acquire);
+}
+
+static inline void tls_tx_lock(struct tls_context *ctx)
+{
+	pthread_mutex_lock(&ctx->sk->tx_lock);
+	if (tls_shared(ctx))
+		tls_share_tx_enter(ctx);
+}
+
+static inline bool tls_tx_trylock(struct tls_context *ctx)
+{
+	if (pthread_mutex_trylock(&ctx->sk->tx_lock))
+		return false;
+	if (tls_shared(ctx) && !tls_share_tx_tryenter(ctx)) {
+		pthread_mutex_unlock(&ctx->sk->tx_lock);
+		return false;
+	}
+	return true;
+}
+
+static inline void tls_rx_lock(struct tls_context *ctx)
+{
+	pthread_mutex_lock(&ctx->sk->rx_lock);
+	if (tls_shared(ctx))
+		tls_share_rx_enter(ctx);
+}
+
+static inline void tls_rx_unlock(struct tls_context *ctx)
+{
+	if (tls_shared(ctx))
+		tls_share_rx_leave(ctx);
+	pthread_mutex_unlock(&ctx->sk->rx_lock);
+}
 
 /* tls_rx.c */
 ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);

@@ -156,6 +156,7 @@ static void tls_ctx_free(struct tls_context *ctx)
 		return;
 	tls_tx_free(ctx);
 	tls_rx_free(ctx);
+	tls_share_detach(ctx);
 	tls_crypto_wipe(&ctx->tx);
 	tls_crypto_wipe(&ctx->rx);
 	free(ctx);
@@ -207,6 +208,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	ctx->tx_max_payload = ULPO_TLS_MAX_PAYLOAD;
 	ctx->rcvlowat = sock_rcvlowat(sk->fd);
 	tls_txq_init(ctx);
+	tls_share_init();
 	pthread_mutex_lock(&sk->tx_lock);
 	pthread_mutex_lock(&sk->rx_lock);
 	sk->ulp = ctx;
@@ -262,7 +264,7 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		goto err;
 	fresh.dev = ulpo_device_bind_tls(ctx->sk, tx ? ULPO_TLS_DIR_TX : ULPO_TLS_DIR_RX);
 	if (tx) {
-		pthread_mutex_lock(&ctx->sk->tx_lock);
+		tls_tx_lock(ctx);
 		/* Records closed under the old key are sealed with it before it is wiped. */
 		if (ready) {
 			tls_txq_wait_sealed(ctx);
@@ -274,14 +276,14 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		ctx->tx_ready = true;
 		tls_tx_unlock(ctx);
 	} else {
-		pthread_mutex_lock(&ctx->sk->rx_lock);
+		tls_rx_lock(ctx);
 		tls_rx_ahead_reset(ctx);	/* nothing decrypted ahead under the old key stays */
 		tls_crypto_wipe(&ctx->rx);
 		ctx->rx = fresh;
 		ctx->rx_key_gen++;
 		ctx->rx_ready = true;
 		ctx->key_update_pending = false;
-		pthread_mutex_unlock(&ctx->sk->rx_lock);
+		tls_rx_unlock(ctx);
 	}
 	explicit_bzero(&fresh, sizeof(fresh));
 	if (ready) {
@@ -344,9 +346,9 @@ static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
 			return -EINVAL;
 		if (!ctx->rx_ready)
 			return -EINVAL;
-		pthread_mutex_lock(&sk->rx_lock);
+		tls_rx_lock(ctx);
 		ctx->rx_no_pad = val;
-		pthread_mutex_unlock(&sk->rx_lock);
+		tls_rx_unlock(ctx);
 		return 0;
 	case TLS_TX_MAX_PAYLOAD_LEN: {
 		/* 1.3 counts the content type byte apart: one less is allowed. */
@@ -354,7 +356,7 @@ static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
 				   (tls_version_any(ctx) == TLS_1_3_VERSION);
 		int r = 0;
 
-		pthread_mutex_lock(&sk->tx_lock);
+		tls_tx_lock(ctx);
 		if (ctx->tx_ready && ctx->open_len)
 			r = -EBUSY;	/* the open record was sized under the old limit */
 		else if (!optval || optlen != sizeof(v16))
@@ -379,7 +381,6 @@ static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
 static int getsockopt_conf(struct tls_context *ctx, void *optval, socklen_t *optlen, bool tx)
 {
 	struct tls_crypto *c = tx ? &ctx->tx : &ctx->rx;
-	pthread_mutex_t *lock = tx ? &ctx->sk->tx_lock : &ctx->sk->rx_lock;
 	uint8_t info[TLS_CRYPTO_INFO_MAX];
 	socklen_t len;
 	int r = 0;
@@ -389,7 +390,10 @@ static int getsockopt_conf(struct tls_context *ctx, void *optval, socklen_t *opt
 	len = *optlen;
 	if (!optval || len < sizeof(struct tls_crypto_info))
 		return -EINVAL;
-	pthread_mutex_lock(lock);
+	if (tx)
+		tls_tx_lock(ctx);
+	else
+		tls_rx_lock(ctx);
 	if (!(tx ? ctx->tx_ready : ctx->rx_ready)) {
 		r = -EBUSY;
 		goto out;
@@ -417,7 +421,10 @@ static int getsockopt_conf(struct tls_context *ctx, void *optval, socklen_t *opt
 	}
 	memcpy(optval, info, len);
 out:
-	pthread_mutex_unlock(lock);
+	if (tx)
+		tls_tx_unlock(ctx);
+	else
+		tls_rx_unlock(ctx);
 	explicit_bzero(info, sizeof(info));
 	return r;
 }
@@ -542,13 +549,13 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 	if (atomic_load_explicit(&sk->err, memory_order_relaxed))
 		own |= POLLERR;
 	if (ctx->rx_ready && (events & (POLLIN | POLLRDNORM))) {
-		pthread_mutex_lock(&sk->rx_lock);
+		tls_rx_lock(ctx);
 		if (tls_rx_ready(ctx, false))
 			own |= events & (POLLIN | POLLRDNORM);
-		pthread_mutex_unlock(&sk->rx_lock);
+		tls_rx_unlock(ctx);
 	}
 	if (ctx->tx_ready) {
-		pthread_mutex_lock(&sk->tx_lock);
+		tls_tx_lock(ctx);
 		/* Records TCP has not taken go out when it has room, whether or not the
 		 * caller asked for POLLOUT: this is the kernel's deferred tx work. */
 		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -569,7 +576,7 @@ static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
 	short rev = krev;
 
 	if (ctx->tx_ready && (krev & POLLOUT)) {
-		pthread_mutex_lock(&sk->tx_lock);
+		tls_tx_lock(ctx);
 		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (!tls_txq_writable(ctx))
 			rev &= ~(POLLOUT | POLLWRNORM);
@@ -577,10 +584,10 @@ static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
 	}
 	if (ctx->rx_ready && (krev & (POLLIN | POLLRDNORM))) {
 		/* Bytes in TCP are readable only once they make a whole record. */
-		pthread_mutex_lock(&sk->rx_lock);
+		tls_rx_lock(ctx);
 		if (!tls_rx_ready(ctx, true))
 			rev &= ~(POLLIN | POLLRDNORM);
-		pthread_mutex_unlock(&sk->rx_lock);
+		tls_rx_unlock(ctx);
 	}
 	return rev & (events | POLLERR | POLLHUP | POLLNVAL | POLLRDHUP);
 }
@@ -591,7 +598,7 @@ static int tls_shutdown(struct ulpo_sock *sk, int how)
 
 	if (ctx->tx_ready && (how == SHUT_WR || how == SHUT_RDWR)) {
 		/* Closed records reach the wire before the FIN. */
-		pthread_mutex_lock(&sk->tx_lock);
+		tls_tx_lock(ctx);
 		tls_txq_flush(ctx, MSG_NOSIGNAL);
 		tls_tx_unlock(ctx);
 	}
@@ -604,15 +611,15 @@ static void tls_release(struct ulpo_sock *sk)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 
-	pthread_mutex_lock(&sk->tx_lock);
+	tls_tx_lock(ctx);
 	if (ctx->tx_ready)
 		tls_txq_flush(ctx, MSG_NOSIGNAL);
 	tls_tx_work_forget(ctx);
 	tls_tx_unlock(ctx);
 	/* A decrypt-ahead batch still in flight ends here, and with it its reference. */
-	pthread_mutex_lock(&sk->rx_lock);
+	tls_rx_lock(ctx);
 	tls_rx_ahead_finish(ctx);
-	pthread_mutex_unlock(&sk->rx_lock);
+	tls_rx_unlock(ctx);
 }
 
 /* At exit(): records the application was told were sent reach TCP, as they would sit
@@ -628,8 +635,8 @@ static void flush_at_exit(struct ulpo_sock *sk, void *arg)
 
 	if (sk->proto != &ulpo_tls_proto || !ctx->tx_ready || atomic_load(&sk->closing))
 		return;
-	pthread_mutex_lock(&sk->tx_lock);
-	while (ctx->txq_head && *left_ms > 0 &&
+	tls_tx_lock(ctx);
+	while ((ctx->txq_head || tls_share_pend(ctx)) && *left_ms > 0 &&
 	       tls_txq_flush(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN) {
 		struct pollfd p = { .fd = sk->fd, .events = POLLOUT };
 

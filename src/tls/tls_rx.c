@@ -14,9 +14,6 @@
 #include "engine/engine.h"
 #include "tls/tls_rx.h"
 
-/* Several records per read() (fewer syscalls, and enough for the workers to share);
- * the same in both engine modes, so what a read returns never depends on the mode. */
-#define RX_CAP (8 * TLS_MAX_WIRE)
 #define TLS_HANDSHAKE_KEYUPDATE 24
 #define MAX_DST_IOV 64
 
@@ -60,13 +57,11 @@ void tls_rx_free(struct tls_context *ctx)
  * goes if it holds nothing, and the TX side's spare records if no send is running. */
 static void rx_quiet(struct tls_context *ctx)
 {
-	struct ulpo_sock *sk = ctx->sk;
-
 	if (ctx->rx_head != ctx->rx_tail || ctx->rx_ndec)
 		return;
 	tls_rx_free(ctx);
 	tls_crypto_unkey(&ctx->rx);
-	if (pthread_mutex_trylock(&sk->tx_lock) == 0) {	/* never waits: rx_lock is held */
+	if (tls_tx_trylock(ctx)) {	/* never waits: rx_lock is held */
 		tls_tx_trim(ctx);
 		tls_tx_unlock(ctx);
 	}
@@ -439,7 +434,7 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
 	want = d.left;
 	msg->msg_flags = 0;
-	pthread_mutex_lock(&sk->rx_lock);
+	tls_rx_lock(ctx);
 	held_at_start = ctx->rx_ndec;
 	ahead_new_at_start = ctx->rx_ahead_new;
 	if (flags & MSG_WAITALL)
@@ -644,7 +639,7 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 	if (copied && err < 0 && err != -EAGAIN && err != -EIO && err != -EKEYEXPIRED &&
 	    !ctx->rx_fatal)
 		ulpo_sock_set_error(sk, (int)err);	/* for the next read */
-	pthread_mutex_unlock(&sk->rx_lock);
+	tls_rx_unlock(ctx);
 	if (copied || err >= 0) {
 		msg->msg_namelen = 0;
 		return (ssize_t)copied;

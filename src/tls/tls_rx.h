@@ -5,6 +5,11 @@
 
 #include "tls/tls.h"
 
+/* The receive buffer: several records per read() (fewer syscalls, and enough for the
+ * workers to share); the same in both engine modes, so what a read returns never
+ * depends on the mode. */
+#define RX_CAP (8 * TLS_MAX_WIRE)
+
 /* Most held records whose plaintext place is tracked (bit i of the masks: the i-th held
  * record from the head). Decrypt-ahead stops short of it; other records never need it. */
 #define RX_HELD_MASK_BITS 64

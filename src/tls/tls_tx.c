@@ -165,7 +165,7 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 		return -EOPNOTSUPP;
 	if ((flags & MSG_EOR) && (flags & MSG_MORE))
 		return -EINVAL;
-	pthread_mutex_lock(&sk->tx_lock);
+	tls_tx_lock(ctx);
 	r = parse_cmsg(msg, flags, &type);
 	if (r < 0)
 		goto out;
@@ -189,8 +189,9 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 			r = -err;
 			break;
 		}
-		if (it.left <= room && !eor && type == ULPO_TLS_RECORD_DATA) {
-			/* MSG_MORE and the record is not full: keep the plaintext open. */
+		if (it.left < room && !eor && type == ULPO_TLS_RECORD_DATA) {
+			/* MSG_MORE and the record is not full: keep the plaintext open. A
+			 * record filled exactly is pushed, as the kernel does. */
 			r = hold(ctx, &it, want, type);
 			if (r < 0)
 				break;
@@ -269,7 +270,7 @@ ssize_t tls_sw_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t c
 	}
 	if (done < count && r >= 0) {
 		/* The file ended early: close the record with what was sent (splice_eof). */
-		pthread_mutex_lock(&sk->tx_lock);
+		tls_tx_lock(ctx);
 		close_open(ctx, 0);
 		tls_tx_unlock(ctx);
 	}

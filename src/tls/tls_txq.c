@@ -158,6 +158,17 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 
 	if (ctx->txq_broken)
 		return -EBADMSG;
+	if (tls_share_pend(ctx)) {
+		/* Another process's records (or ours, stored): they come first. */
+		int r = tls_share_push(ctx, sflags);
+
+		if (r == -EAGAIN || r == -EINTR)
+			return r;
+		if (r < 0) {
+			txq_abort(ctx, -EBADMSG);
+			return -EBADMSG;
+		}
+	}
 	while ((rec = ctx->txq_head)) {
 		/* Acquire pairs with the release in txq_done: the ciphertext is complete. */
 		int st = atomic_load_explicit(&rec->state, memory_order_acquire);
@@ -217,8 +228,9 @@ bool tls_txq_writable(const struct tls_context *ctx)
 
 bool tls_txq_unsent_ready(const struct tls_context *ctx)
 {
-	return ctx->txq_head &&
-	       atomic_load_explicit(&ctx->txq_head->state, memory_order_acquire) != REC_SUBMITTED;
+	return (ctx->txq_head &&
+		atomic_load_explicit(&ctx->txq_head->state, memory_order_acquire) != REC_SUBMITTED) ||
+	       tls_share_pend(ctx);
 }
 
 /* Release the TX lock without stranding a completion: a completion that found the lock
@@ -232,12 +244,14 @@ void tls_tx_unlock(struct tls_context *ctx)
 		/* seq_cst pairs with the increment in txq_done. */
 		unsigned int k = atomic_load(&ctx->txq_kick);
 
-		if (ctx->txq_head && !ctx->txq_broken &&
+		if ((ctx->txq_head || tls_share_pend(ctx)) && !ctx->txq_broken &&
 		    tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN &&
 		    tls_txq_unsent_ready(ctx))
 			tls_tx_work_arm(ctx);	/* TCP is full: send when it has room */
+		if (tls_shared(ctx))
+			tls_share_tx_leave(ctx);
 		pthread_mutex_unlock(&sk->tx_lock);
-		if (atomic_load(&ctx->txq_kick) == k || pthread_mutex_trylock(&sk->tx_lock))
+		if (atomic_load(&ctx->txq_kick) == k || !tls_tx_trylock(ctx))
 			return;
 	}
 }
@@ -263,7 +277,7 @@ static void txq_done(struct ulpo_job *job)
 		futex_wake_all(&ctx->txq_kick);
 	if (!async)
 		return;	/* inline: the submitter holds the lock and pushes next */
-	if (pthread_mutex_trylock(&sk->tx_lock) == 0)
+	if (tls_tx_trylock(ctx))
 		tls_tx_unlock(ctx);	/* deferred transmit */
 	ulpo_sock_put(sk);
 }
@@ -370,7 +384,7 @@ int tls_txq_flush(struct tls_context *ctx, int flags)
 
 		if (r < 0 && r != -EAGAIN)
 			return r;
-		if (!ctx->txq_head)
+		if (!ctx->txq_head && !tls_share_pend(ctx))
 			return 0;
 		if (flags & MSG_DONTWAIT)
 			return -EAGAIN;
@@ -498,6 +512,43 @@ void tls_txq_trim(struct tls_context *ctx)
 	}
 	ctx->txq_pool = NULL;
 	ctx->txq_npool = 0;
+}
+
+size_t tls_txq_take_unsent(struct tls_context *ctx, uint8_t *dst, size_t cap)
+{
+	size_t n = 0;
+	struct tls_rec *rec;
+
+	while ((rec = ctx->txq_head) &&
+	       atomic_load_explicit(&rec->state, memory_order_acquire) == REC_READY &&
+	       rec->wire_len - rec->sent <= cap - n) {
+		memcpy(dst + n, rec->buf + rec->sent, rec->wire_len - rec->sent);
+		n += rec->wire_len - rec->sent;
+		ctx->txq_head = rec->next;
+		if (!ctx->txq_head)
+			ctx->txq_tail = &ctx->txq_head;
+		ctx->txq_nrecs--;
+		ctx->txq_bytes -= rec->wire_len;
+		rec_put(ctx, rec);
+	}
+	return n;
+}
+
+void tls_txq_drop(struct tls_context *ctx)
+{
+	struct tls_rec *rec, *next;
+
+	for (rec = ctx->txq_head; rec; rec = next) {
+		next = rec->next;
+		/* A record on the parent's engine held a reference: this copy drops it. */
+		if (rec->async && atomic_load(&rec->state) == REC_SUBMITTED)
+			atomic_fetch_sub_explicit(&ctx->sk->refs, 1, memory_order_relaxed);
+		rec_free(rec);
+	}
+	ctx->txq_head = NULL;
+	ctx->txq_tail = &ctx->txq_head;
+	ctx->txq_nrecs = 0;
+	ctx->txq_bytes = 0;
 }
 
 /* Free the queue at the socket's last reference: every record has completed by then

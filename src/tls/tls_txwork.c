@@ -44,9 +44,12 @@ static void *tw_main(void *arg)
 				continue;
 			if (sk->proto == &ulpo_tls_proto && !atomic_load(&sk->closing)) {
 				ctx = tls_ctx(sk);
-				/* Disarmed (one-shot): a holder of the lock re-arms on leaving. */
+				/* Disarmed (one-shot): a holder of the lock re-arms on leaving.
+				 * The kick makes a holder that already pushed (and found us
+				 * still armed) push once more before it leaves. */
 				atomic_store(&ctx->tx_work_armed, false);
-				if (pthread_mutex_trylock(&sk->tx_lock) == 0)
+				atomic_fetch_add(&ctx->txq_kick, 1);
+				if (tls_tx_trylock(ctx))
 					tls_tx_unlock(ctx);
 			}
 			ulpo_sock_put(sk);
