@@ -173,6 +173,7 @@ void tls_share_tx_enter(struct tls_context *ctx);
 bool tls_share_tx_tryenter(struct tls_context *ctx);
 void tls_share_tx_leave(struct tls_context *ctx);
 void tls_share_rx_enter(struct tls_context *ctx);
+bool tls_share_rx_tryenter(struct tls_context *ctx);
 void tls_share_rx_leave(struct tls_context *ctx);
 /* Ciphertext stored by a process that TCP has not taken yet; pushed before records. */
 size_t tls_share_pend(const struct tls_context *ctx);
@@ -208,6 +209,27 @@ static inline void tls_rx_lock(struct tls_context *ctx)
 	pthread_mutex_lock(&ctx->sk->rx_lock);
 	if (tls_shared(ctx))
 		tls_share_rx_enter(ctx);
+}
+
+/* For poll: the socket's own lock as usual, the shared one only if it is free. */
+static inline bool tls_tx_lock_poll(struct tls_context *ctx)
+{
+	pthread_mutex_lock(&ctx->sk->tx_lock);
+	if (tls_shared(ctx) && !tls_share_tx_tryenter(ctx)) {
+		pthread_mutex_unlock(&ctx->sk->tx_lock);
+		return false;
+	}
+	return true;
+}
+
+static inline bool tls_rx_lock_poll(struct tls_context *ctx)
+{
+	pthread_mutex_lock(&ctx->sk->rx_lock);
+	if (tls_shared(ctx) && !tls_share_rx_tryenter(ctx)) {
+		pthread_mutex_unlock(&ctx->sk->rx_lock);
+		return false;
+	}
+	return true;
 }
 
 static inline void tls_rx_unlock(struct tls_context *ctx)

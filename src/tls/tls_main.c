@@ -548,14 +548,14 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 	/* A socket error (a record that failed to decrypt) is POLLERR, as tcp_poll has it. */
 	if (atomic_load_explicit(&sk->err, memory_order_relaxed))
 		own |= POLLERR;
-	if (ctx->rx_ready && (events & (POLLIN | POLLRDNORM))) {
-		tls_rx_lock(ctx);
+	/* Poll never waits for another process's call on a shared socket (a blocking
+	 * read there holds the direction): then the kernel's view of TCP is reported. */
+	if (ctx->rx_ready && (events & (POLLIN | POLLRDNORM)) && tls_rx_lock_poll(ctx)) {
 		if (tls_rx_ready(ctx, false))
 			own |= events & (POLLIN | POLLRDNORM);
 		tls_rx_unlock(ctx);
 	}
-	if (ctx->tx_ready) {
-		tls_tx_lock(ctx);
+	if (ctx->tx_ready && tls_tx_lock_poll(ctx)) {
 		/* Records TCP has not taken go out when it has room, whether or not the
 		 * caller asked for POLLOUT: this is the kernel's deferred tx work. */
 		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -575,8 +575,7 @@ static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
 	struct tls_context *ctx = tls_ctx(sk);
 	short rev = krev;
 
-	if (ctx->tx_ready && (krev & POLLOUT)) {
-		tls_tx_lock(ctx);
+	if (ctx->tx_ready && (krev & POLLOUT) && tls_tx_lock_poll(ctx)) {
 		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (!tls_txq_writable(ctx))
 			rev &= ~(POLLOUT | POLLWRNORM);
@@ -584,10 +583,11 @@ static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
 	}
 	if (ctx->rx_ready && (krev & (POLLIN | POLLRDNORM))) {
 		/* Bytes in TCP are readable only once they make a whole record. */
-		tls_rx_lock(ctx);
-		if (!tls_rx_ready(ctx, true))
-			rev &= ~(POLLIN | POLLRDNORM);
-		tls_rx_unlock(ctx);
+		if (tls_rx_lock_poll(ctx)) {
+			if (!tls_rx_ready(ctx, true))
+				rev &= ~(POLLIN | POLLRDNORM);
+			tls_rx_unlock(ctx);
+		}
 	}
 	return rev & (events | POLLERR | POLLHUP | POLLNVAL | POLLRDHUP);
 }

@@ -48,6 +48,7 @@ struct tls_share {
 	int rx_fatal, rcvlowat;
 	size_t rx_len, rx_ndec, rx_consumed;
 	uint64_t rx_shadow_mask, rx_ahead_new;
+	size_t rx_hw;			/* most bytes ever stored: what the last one wipes */
 
 	size_t off_open, off_rx, off_shadow, off_pend;
 };
@@ -317,6 +318,8 @@ static void rx_store(struct tls_context *ctx, struct tls_share *s)
 	else if (s->rx_shadow_mask)
 		explicit_bzero(SHARE_AT(s, s->off_shadow), s->rx_len);
 	s->rx_len = len;
+	if (len > s->rx_hw)
+		s->rx_hw = len;
 	s->rx_ndec = len ? ctx->rx_ndec : 0;
 	s->rx_consumed = len ? ctx->rx_consumed : 0;
 	s->rx_shadow_mask = len ? ctx->rx_shadow_mask : 0;
@@ -339,6 +342,23 @@ void tls_share_rx_enter(struct tls_context *ctx)
 	}
 	rx_load(ctx, s);
 	ctx->share_rx_in = true;
+}
+
+bool tls_share_rx_tryenter(struct tls_context *ctx)
+{
+	struct tls_share *s = atomic_load(&ctx->share);
+
+	if (!mu_trylock(&s->rx_mu))
+		return false;
+	if (!s->rx_gen && getpid() == s->pid)
+		rx_store(ctx, s);
+	if (!s->rx_gen) {
+		pthread_mutex_unlock(&s->rx_mu);
+		return false;
+	}
+	rx_load(ctx, s);
+	ctx->share_rx_in = true;
+	return true;
 }
 
 void tls_share_rx_leave(struct tls_context *ctx)
@@ -483,8 +503,15 @@ void tls_share_detach(struct tls_context *ctx)
 
 	if (!s)
 		return;
-	if (atomic_fetch_sub(&s->procs, 1) == 1)
-		explicit_bzero(s, s->map_len);
+	if (atomic_fetch_sub(&s->procs, 1) == 1) {
+		/* Keys, the open record's plaintext, held plaintext; pending bytes are
+		 * ciphertext. Pages never touched are not touched now. */
+		explicit_bzero(SHARE_AT(s, s->off_open), ULPO_TLS_MAX_PAYLOAD);
+		explicit_bzero(SHARE_AT(s, s->off_rx), s->rx_hw);
+		explicit_bzero(SHARE_AT(s, s->off_shadow), s->rx_hw);
+		explicit_bzero(&s->tx, sizeof(s->tx));
+		explicit_bzero(&s->rx, sizeof(s->rx));
+	}
 	munmap(s, s->map_len);
 	atomic_store(&ctx->share, NULL);
 }
