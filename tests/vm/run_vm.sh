@@ -6,18 +6,19 @@
 # dynamic on the host under `ulpo run`; every check must agree.
 # (D) tests/vm/device_prog.c: a static ulpo program in the guest, ULPO_DEVICE=auto, with tls.ko
 # (the kernel device carries it) and with tls.ko removed (ulpo's sw device): same ciphertext.
+# (E) tests/nvme/nvme_rw.c: the ulpo NVMe/TCP host against the guest's nvmet-tcp target.
 # usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS [GUEST_KTLS_PROG HOST_KTLS_PROG ULPO
-#        GUEST_DEVICE_PROG]
+#        GUEST_DEVICE_PROG NVME_RW]
 # env: ULPO_VM_SH overrides VM_SH; VM_SEED (default: random, printed); VM_KIB: KiB per
-#      direction and cell (default 16384); VM_PARTS (default "A B C D"), VM_KEEP=1 keeps the work directory.
+#      direction and cell (default 16384); VM_PARTS (default "A B C D E"), VM_KEEP=1 keeps the work directory.
 # Exit 77 only when qemu or the kernel image is missing.
 set -u
 VM_SH=${ULPO_VM_SH:-$1} HOST_PEER=$2 GUEST_PEER=$3 GUEST_TEST=$4
-GUEST_PROG=${5:-} HOST_PROG=${6:-} ULPO=${7:-} GUEST_DEV=${8:-}
+GUEST_PROG=${5:-} HOST_PROG=${6:-} ULPO=${7:-} GUEST_DEV=${8:-} NVME_RW=${9:-}
 K=${K:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
 SEED=${VM_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 KIB=${VM_KIB:-16384}
-PARTS=${VM_PARTS:-A B C D}
+PARTS=${VM_PARTS:-A B C D E}
 T0=$(date +%s)
 
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
@@ -167,6 +168,24 @@ case " $PARTS " in *" D "*)
 	grep -q 'dev-with=0' "$W/device.log" && grep -q 'dev-without=0' "$W/device.log" &&
 		grep -q 'rmmod=0' "$W/device.log" || { cat "$W/device.log"; FAILED=1; }
 	echo "D took $(($(date +%s) - TD)) s"
+	;;
+esac
+
+case " $PARTS " in *" E "*)
+	[ -n "$NVME_RW" ] || { echo "FAIL: part E needs NVME_RW"; exit 1; }
+	echo "== E: the ulpo NVMe/TCP host against the guest kernel's nvmet-tcp target"
+	TE=$(date +%s)
+	NQN=${NQN:-nqn.2024-01.io.test:nvmet0}
+	# 64 MiB with header and data digests, reads placed by the DDP device; then the copy
+	# path (no DDP) on the ramdisk namespace. Both check every byte read back.
+	for args in "64 --digests --queues 2 --qd 32" "8 --digests --no-ddp --nsid 2 --qd 8"; do
+		echo "nvme_rw 127.0.0.1:$PORT $NQN $args"
+		timeout 600 "$NVME_RW" "127.0.0.1:$PORT" "$NQN" $args >"$W/nvme_rw.log" 2>&1
+		rc=$?
+		sed 's/^/  /' "$W/nvme_rw.log"
+		[ $rc = 0 ] || { echo "FAIL: nvme_rw $args (exit $rc)"; FAILED=1; }
+	done
+	echo "E took $(($(date +%s) - TE)) s"
 	;;
 esac
 
