@@ -1,7 +1,8 @@
 #!/bin/bash
 # Install what building and testing ulpo needs on a fresh Debian 12: the toolchain (gcc,
 # clang with its sanitizer and libFuzzer runtimes), the crypto and CRC libraries, the
-# interop peers (GnuTLS, OpenSSL, curl), the AEAD test vectors, the Linux VM peer, and
+# interop peers (GnuTLS, OpenSSL, curl), the AEAD test vectors, the Linux VM peer, tshark
+# (its NVMe/TCP dissector reads our captures), valgrind (callgrind counts for bench/), and
 # what building GnuTLS from Debian's source needs (scripts/test.sh builds a GnuTLS with
 # kTLS for the tests of unmodified programs: Debian's has none).
 # Idempotent: installs only what is missing, and says nothing more when nothing is.
@@ -16,6 +17,7 @@ PACKAGES="
 	libp11-kit-dev
 	python3-cryptography-vectors
 	linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
+	tshark valgrind
 "
 
 missing=""

@@ -4,7 +4,8 @@
 #   2. an ASan+UBSan build with clang (also -Dfuzz=true), every suite but vm;
 #   3. a ThreadSanitizer build running what crosses threads: the engine suite, the
 #      64-socket async stress test and the async record-layer tests;
-#   4. fuzz_tls_rx from the ASan build for FUZZ_TIME seconds on the seed corpus.
+#   4. fuzz_tls_rx and fuzz_nvme_pdu from the ASan build, FUZZ_TIME seconds each, on their
+#      seed corpora.
 # Ends with one line per test and, last, "N passed, N failed, N skipped" (meson's OK,
 # EXPECTEDFAIL / FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS / SKIP; a build that fails and the
 # fuzz run count as one test each). Exits non-zero if anything failed.
@@ -132,29 +133,32 @@ else
 	record tsan setup FAIL 0
 fi
 
-banner "4/4 fuzz_tls_rx for ${FUZZ_TIME}s"
-fuzzer=build-san/fuzz/fuzz_tls_rx
-if [ -x "$fuzzer" ]; then
-	# New inputs go to a folder of the build, so the seed corpus in git stays as it is.
-	mkdir -p build-san/fuzz-corpus/tls_rx build-san/fuzz-artifacts
-	t0=$(date +%s)
-	if "$fuzzer" -max_total_time="$FUZZ_TIME" -timeout=10 -rss_limit_mb=4096 \
-		-print_final_stats=1 -artifact_prefix=build-san/fuzz-artifacts/ \
-		build-san/fuzz-corpus/tls_rx fuzz/corpus/tls_rx >build-san/fuzz.log 2>&1; then
-		res=OK
-		grep -E '^#[0-9]+' build-san/fuzz.log | tail -n 1 || true
-		grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' build-san/fuzz.log || true
+banner "4/4 fuzz_tls_rx and fuzz_nvme_pdu for ${FUZZ_TIME}s each"
+for name in tls_rx nvme_pdu; do
+	fuzzer=build-san/fuzz/fuzz_$name
+	if [ -x "$fuzzer" ]; then
+		# New inputs go to a folder of the build, so the seed corpus in git stays as it is.
+		mkdir -p build-san/fuzz-corpus/$name build-san/fuzz-artifacts
+		t0=$(date +%s)
+		if "$fuzzer" -max_total_time="$FUZZ_TIME" -timeout=10 -rss_limit_mb=4096 \
+			-print_final_stats=1 -artifact_prefix=build-san/fuzz-artifacts/ \
+			build-san/fuzz-corpus/$name fuzz/corpus/$name >build-san/fuzz-$name.log 2>&1; then
+			res=OK
+			grep -E '^#[0-9]+' build-san/fuzz-$name.log | tail -n 1 || true
+			grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' \
+				build-san/fuzz-$name.log || true
+		else
+			res=FAIL
+			# The crash report and the input that caused it.
+			grep -v -E '^#[0-9]+' build-san/fuzz-$name.log | tail -n 60
+			ls -l build-san/fuzz-artifacts/
+		fi
+		record fuzz $name "$res" $(($(date +%s) - t0))
 	else
-		res=FAIL
-		# The crash report and the input that caused it.
-		grep -v -E '^#[0-9]+' build-san/fuzz.log | tail -n 60
-		ls -l build-san/fuzz-artifacts/
+		echo "no $fuzzer: the sanitizer build failed"
+		record fuzz $name FAIL 0
 	fi
-	record fuzz tls_rx "$res" $(($(date +%s) - t0))
-else
-	echo "no $fuzzer: the sanitizer build failed"
-	record fuzz tls_rx FAIL 0
-fi
+done
 
 banner "summary ($(($(date +%s) - start))s)"
 python3 - "$RESULTS" <<'PY'

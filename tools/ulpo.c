@@ -1,5 +1,5 @@
 /* ulpo.c - the `ulpo` command: version, stats of running processes, the demo, the
- * benchmarks, running a program on the preload shim. */
+ * benchmarks, running a program on the preload shim, NVMe/TCP target and host. */
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +20,8 @@ static void usage(FILE *f)
 		"                        (ulpo bench tls --help for the options)\n"
 		"  run [options] -- PROGRAM [ARGS]\n"
 		"                        run an unmodified kTLS program on ulpo (LD_PRELOAD)\n"
+		"  nvme target|identify|read|write|perf [options]\n"
+		"                        NVMe/TCP target and host (ulpo nvme help)\n"
 		"  help                  this text\n");
 }
 
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
 		return ulpo_cmd_demo(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return ulpo_cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "nvme"))
+		return ulpo_cmd_nvme(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return ulpo_cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

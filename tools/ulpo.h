@@ -6,6 +6,7 @@ int ulpo_cmd_stats(int argc, char **argv);
 int ulpo_cmd_demo(int argc, char **argv);
 int ulpo_cmd_bench(int argc, char **argv);
 int ulpo_cmd_run(int argc, char **argv);
+int ulpo_cmd_nvme(int argc, char **argv);
 
 
 #endif

@@ -141,6 +141,9 @@ struct ulpo_nvmet_opts {
 struct ulpo_nvmet_stats {
 	uint64_t connections, admin_cmds, io_cmds, read_bytes, write_bytes;
 	uint64_t term_reqs_sent, ddgst_errors, hdgst_errors;
+	uint64_t r2ts, h2c_pdus, c2h_pdus;	/* R2Ts sent, H2CData and C2HData PDUs */
+	uint64_t c2h_success;		/* commands ended by the C2HData SUCCESS flag */
+	uint64_t kato_expired;		/* controllers failed by Keep Alive */
 };
 
 struct ulpo_nvmet;

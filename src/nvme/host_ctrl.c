@@ -92,7 +92,8 @@ static int fabrics_connect(struct ulpo_nvme_ctrl *c, struct host_queue *q, uint1
 	if (!d)
 		return -ENOMEM;
 	sqe.cdw10 = (uint32_t)q->qid << 16;	/* recfmt 0 */
-	sqe.cdw11 = (uint32_t)(sqsize - 1);
+	/* 0's based, and a queue has at least 2 entries (depth 1 still asks for 2). */
+	sqe.cdw11 = (uint32_t)(sqsize < 2 ? 1 : sqsize - 1);
 	sqe.cdw12 = q->qid ? 0 : c->opts.kato_ms;
 	memcpy(d->hostid, c->hostid, sizeof(d->hostid));
 	d->cntlid = q->qid ? c->info.cntlid : 0xffff;

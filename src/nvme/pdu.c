@@ -157,7 +157,6 @@ static bool carries_data(uint8_t type)
 int nvme_tcp_recv_hdr(struct nvme_tcp_conn *c, uint16_t *fes, uint32_t *fei)
 {
 	struct nvme_tcp_hdr ch;
-	size_t first = NVME_TCP_DATA_HLEN + (c->hdgst ? NVME_TCP_DIGEST_LEN : 0);
 	uint32_t hd, hlen, datalen;
 	int r;
 
@@ -166,8 +165,9 @@ int nvme_tcp_recv_hdr(struct nvme_tcp_conn *c, uint16_t *fes, uint32_t *fei)
 	c->hdr_valid = false;
 	if (c->data_len)
 		return -EINVAL;		/* the previous PDU's data was not read */
-	/* Every PDU's header (and digest) is at least this long: never more than it. */
-	r = fill(c, first);
+	/* Every PDU's header is at least this long: never more than it. Not the digest:
+	 * a TermReq has none, and a bare one is 24 bytes whatever was negotiated. */
+	r = fill(c, NVME_TCP_DATA_HLEN);
 	if (r < 0)
 		return r;
 	memcpy(&ch, c->rxbuf + c->rx_head, sizeof(ch));

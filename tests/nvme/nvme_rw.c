@@ -3,6 +3,7 @@
  * H2CData within maxh2cdata), many commands in flight, reads placed by the DDP device.
  * usage: nvme_rw ADDR NQN MIB [--digests] [--no-ddp] [--qd N] [--queues N] [--nsid N]
  *        [--seed S]
+ *        nvme_rw --target MIB [options]: against ulpo's own target, started here
  * Prints what it did and the host's counters; exit 0 only if every byte matched. */
 #include <errno.h>
 #include <stdint.h>
@@ -106,6 +107,28 @@ int main(int argc, char **argv)
 	uint8_t *src, *dst;
 	int r;
 
+	struct ulpo_nvmet *target = NULL;
+	char taddr[64], **nargv = NULL;
+
+	if (argc >= 3 && !strcmp(argv[1], "--target")) {
+		struct ulpo_nvmet_opts to = { .listen = "127.0.0.1:0", .ram_bytes = 128u << 20 };
+
+		r = ulpo_nvmet_start(&to, &target);
+		if (r) {
+			fprintf(stderr, "target: %s\n", strerror(-r));
+			return 1;
+		}
+		snprintf(taddr, sizeof(taddr), "127.0.0.1:%d", ulpo_nvmet_port(target));
+		/* The same as "nvme_rw ADDR NQN MIB ..." from here. */
+		nargv = calloc((size_t)argc + 2, sizeof(*nargv));
+		nargv[0] = argv[0];
+		nargv[1] = taddr;
+		nargv[2] = (char *)ULPO_NVME_DEFAULT_SUBNQN;
+		for (int i = 2; i < argc; i++)
+			nargv[i + 1] = argv[i];
+		argv = nargv;
+		argc++;
+	}
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s ADDR NQN MIB [--digests] [--no-ddp] [--qd N] "
 			"[--queues N] [--nsid N] [--seed S]\n", argv[0]);
@@ -209,6 +232,9 @@ int main(int argc, char **argv)
 	       (unsigned long long)ds.rx_nvme_tcp_teardown,
 	       (unsigned long long)ds.rx_nvme_tcp_packets, (unsigned long long)ds.rx_nvme_tcp_bytes);
 	ulpo_nvme_disconnect(c);
+	if (target)
+		ulpo_nvmet_stop(target);
+	free(nargv);
 	if (r) {
 		printf("FAIL: %s\n", ulpo_nvme_status_str(r));
 		return 1;

@@ -7,10 +7,12 @@
 # (D) tests/vm/device_prog.c: a static ulpo program in the guest, ULPO_DEVICE=auto, with tls.ko
 # (the kernel device carries it) and with tls.ko removed (ulpo's sw device): same ciphertext.
 # (E) tests/nvme/nvme_rw.c: the ulpo NVMe/TCP host against the guest's nvmet-tcp target.
+# (F) the guest's nvme-tcp initiator against `ulpo nvme target` on the host (digests on):
+# what it writes, it and ulpo's host read back with the same checksum.
 # usage: run_vm.sh VM_SH HOST_PEER GUEST_PEER GUEST_TEST_TLS [GUEST_KTLS_PROG HOST_KTLS_PROG ULPO
 #        GUEST_DEVICE_PROG NVME_RW]
 # env: ULPO_VM_SH overrides VM_SH; VM_SEED (default: random, printed); VM_KIB: KiB per
-#      direction and cell (default 16384); VM_PARTS (default "A B C D E"), VM_KEEP=1 keeps the work directory.
+#      direction and cell (default 16384); VM_PARTS (default "A B C D E F"), VM_KEEP=1 keeps the work directory.
 # Exit 77 only when qemu or the kernel image is missing.
 set -u
 VM_SH=${ULPO_VM_SH:-$1} HOST_PEER=$2 GUEST_PEER=$3 GUEST_TEST=$4
@@ -18,7 +20,7 @@ GUEST_PROG=${5:-} HOST_PROG=${6:-} ULPO=${7:-} GUEST_DEV=${8:-} NVME_RW=${9:-}
 K=${K:-$(ls /lib/modules 2>/dev/null | sort -V | tail -n 1)}
 SEED=${VM_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 KIB=${VM_KIB:-16384}
-PARTS=${VM_PARTS:-A B C D E}
+PARTS=${VM_PARTS:-A B C D E F}
 T0=$(date +%s)
 
 command -v qemu-system-x86_64 >/dev/null || { echo "SKIP: qemu-system-x86_64 not installed"; exit 77; }
@@ -186,6 +188,52 @@ case " $PARTS " in *" E "*)
 		[ $rc = 0 ] || { echo "FAIL: nvme_rw $args (exit $rc)"; FAILED=1; }
 	done
 	echo "E took $(($(date +%s) - TE)) s"
+	;;
+esac
+
+case " $PARTS " in *" F "*)
+	[ -n "$ULPO" ] || { echo "FAIL: part F needs ULPO"; exit 1; }
+	echo "== F: the guest kernel's nvme-tcp initiator against the ulpo target on the host"
+	TF=$(date +%s)
+	TNQN=nqn.2026-11.io.ulpo:target
+	"$ULPO" nvme target --ram 64M --listen "127.0.0.1:$HPORT" >"$W/nvmet.log" 2>&1 &
+	HPID=$!
+	i=0
+	until grep -q "port $HPORT" "$W/nvmet.log" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt 100 ] || ! kill -0 "$HPID" 2>/dev/null; then
+			cat "$W/nvmet.log"; echo "FAIL: ulpo target did not start"; exit 1
+		fi
+		sleep 0.1
+	done
+	# Connect with header and data digests; write 16 MiB of random data with O_DIRECT,
+	# read it back from the target (caches dropped), compare; then disconnect.
+	gexec "modprobe nvme-tcp
+		echo transport=tcp,traddr=10.0.2.2,trsvcid=$HPORT,nqn=$TNQN,hdr_digest,data_digest > /dev/nvme-fabrics; echo connect=\$?
+		i=0; while [ ! -b /dev/nvme0n1 ] && [ \$i -lt 50 ]; do sleep 0.2; i=\$((i+1)); done
+		cat /sys/class/nvme/nvme0/model /sys/class/nvme/nvme0/transport 2>&1
+		dd if=/dev/urandom of=/tmp/data bs=1M count=16 2>/dev/null
+		dd if=/tmp/data of=/dev/nvme0n1 bs=1M oflag=direct 2>&1 | tail -n 1; echo write=\$?
+		sync; echo 3 > /proc/sys/vm/drop_caches
+		dd if=/dev/nvme0n1 of=/tmp/back bs=1M count=16 iflag=direct 2>&1 | tail -n 1; echo read=\$?
+		echo guest-md5 \$(md5sum < /tmp/data | cut -d' ' -f1) back-md5 \$(md5sum < /tmp/back | cut -d' ' -f1)
+		echo 1 > /sys/class/nvme/nvme0/delete_controller; echo disconnect=\$?
+		dmesg | grep -i 'nvme' | tail -n 5" 300 | tr -d '\r' >"$W/initiator.log"
+	sed 's/^/  guest: /' "$W/initiator.log"
+	GMD5=$(sed -n 's/^guest-md5 \([0-9a-f]*\) .*/\1/p' "$W/initiator.log")
+	BMD5=$(sed -n 's/.* back-md5 \([0-9a-f]*\)$/\1/p' "$W/initiator.log")
+	# The same 16 MiB read on the host by ulpo's own host, through the target.
+	HMD5=$("$ULPO" nvme read --addr "127.0.0.1:$HPORT" --lba 0 --blocks 32768 --digests | md5sum | cut -d' ' -f1)
+	echo "  md5: written by the guest $GMD5, read back by the guest $BMD5, read by the ulpo host $HMD5"
+	[ -n "$GMD5" ] && [ "$GMD5" = "$BMD5" ] && [ "$GMD5" = "$HMD5" ] ||
+		{ echo "FAIL: the checksums differ"; FAILED=1; }
+	grep -q 'connect=0' "$W/initiator.log" && grep -q 'write=0' "$W/initiator.log" &&
+		grep -q 'read=0' "$W/initiator.log" || { echo "FAIL: the guest's initiator failed"; FAILED=1; }
+	kill "$HPID" 2>/dev/null
+	wait "$HPID" 2>/dev/null
+	HPID=
+	sed 's/^/  target: /' "$W/nvmet.log"
+	echo "F took $(($(date +%s) - TF)) s"
 	;;
 esac
 
