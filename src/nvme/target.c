@@ -60,6 +60,13 @@ static int opts_apply(struct ulpo_nvmet *t, const struct ulpo_nvmet_opts *opts)
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 		rnd = (uint64_t)nvmet_now_ms() ^ (uint64_t)getpid() << 32;
 	snprintf(t->sn, sizeof(t->sn), "%016llx", (unsigned long long)rnd);
+	/* Namespace 1's identifiers (UUID, NGUID), for this run of the target: Linux hosts
+	 * ask for them (Identify CNS 3) and refuse a namespace without. */
+	if (getrandom(t->ns_uuid, sizeof(t->ns_uuid), GRND_NONBLOCK) != sizeof(t->ns_uuid))
+		for (size_t i = 0; i < sizeof(t->ns_uuid); i++)
+			t->ns_uuid[i] = (uint8_t)(rnd >> (i % 8 * 8) ^ i * 37);
+	t->ns_uuid[6] = (uint8_t)((t->ns_uuid[6] & 0x0f) | 0x40);	/* version 4 */
+	t->ns_uuid[8] = (uint8_t)((t->ns_uuid[8] & 0x3f) | 0x80);
 	return 0;
 }
 

@@ -112,6 +112,7 @@ struct ulpo_nvmet {
 	struct ulpo_nvmet_opts o;		/* defaults applied; strings copied below */
 	char subnqn[256];
 	char sn[21];
+	uint8_t ns_uuid[16];			/* namespace 1's UUID, also its NGUID */
 	struct nvmet_ns ns;
 	int lfd, port, wake_fd;
 	pthread_t acceptor;

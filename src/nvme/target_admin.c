@@ -176,8 +176,25 @@ static void identify_ctrl(struct nvmet_conn *q, uint8_t *id)
 	id[NVME_IDC_MSDBD] = 1;
 }
 
-static void identify_ns(const struct nvmet_ns *ns, uint8_t *id)
+/* Namespace Identification Descriptors (CNS 3): type, length, then the identifier. */
+#define NVME_NIDT_NGUID 2
+#define NVME_NIDT_UUID 3
+#define NVME_IDN_NGUID 104
+#define NVME_ID_CNS_NS_DESCS 0x03
+
+static void identify_ns_descs(const struct ulpo_nvmet *t, uint8_t *id)
 {
+	id[0] = NVME_NIDT_UUID;
+	id[1] = 16;
+	memcpy(id + 4, t->ns_uuid, 16);
+	id[20] = NVME_NIDT_NGUID;
+	id[21] = 16;
+	memcpy(id + 24, t->ns_uuid, 16);
+}
+
+static void identify_ns(const struct ulpo_nvmet *t, const struct nvmet_ns *ns, uint8_t *id)
+{
+	memcpy(id + NVME_IDN_NGUID, t->ns_uuid, 16);
 	put64(id + NVME_IDN_NSZE, ns->nsze);
 	put64(id + NVME_IDN_NCAP, ns->nsze);
 	put64(id + NVME_IDN_NUSE, ns->nsze);
@@ -213,7 +230,12 @@ static int admin_identify(struct nvmet_conn *q, struct nvmet_req *r)
 		if (nsid == 0xffffffff)
 			return fail(q, r, NVME_SC_INVALID_NS | NVME_SC_DNR);
 		if (nsid == 1)		/* any other: all zeroes, as for an inactive nsid */
-			identify_ns(&q->t->ns, id);
+			identify_ns(q->t, &q->t->ns, id);
+		break;
+	case NVME_ID_CNS_NS_DESCS:
+		if (nsid != 1)
+			return fail(q, r, NVME_SC_INVALID_NS | NVME_SC_DNR);
+		identify_ns_descs(q->t, id);
 		break;
 	case NVME_ID_CNS_NS_ACTIVE_LIST:
 		if (nsid >= 0xfffffffe)
