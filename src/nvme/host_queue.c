@@ -341,7 +341,8 @@ int host_queue_submit(struct host_queue *q, struct nvme_sqe *sqe, const struct i
 	cmd->cb = cb;
 	cmd->arg = arg;
 	cmd->cqe_out = cqe_out;
-	memcpy(cmd->iov, iov, sizeof(*iov) * (size_t)cnt);
+	if (cnt)
+		memcpy(cmd->iov, iov, sizeof(*iov) * (size_t)cnt);
 	cmd->cnt = cnt;
 	cmd->len = len;
 	cmd->received = 0;

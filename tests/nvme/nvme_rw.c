@@ -237,20 +237,21 @@ int main(int argc, char **argv)
 	free(nargv);
 	if (r) {
 		printf("FAIL: %s\n", ulpo_nvme_status_str(r));
-		return 1;
-	}
-	if (memcmp(src, dst, total)) {
+	} else if (memcmp(src, dst, total)) {
 		size_t i = 0;
 
 		while (src[i] == dst[i])
 			i++;
 		printf("FAIL: data differs from byte %zu\n", i);
-		return 1;
-	}
-	if (!small || !large || (!o.no_ddp && !st.placed_bytes)) {
+		r = 1;
+	} else if (!small || !large || (!o.no_ddp && !st.placed_bytes)) {
 		printf("FAIL: not every path was taken\n");
-		return 1;
+		r = 1;
+	} else {
+		printf("PASS: %zu MiB written and read back byte-exact\n", total >> 20);
 	}
-	printf("PASS: %zu MiB written and read back byte-exact\n", total >> 20);
-	return 0;
+	free(blocks);
+	free(src);
+	free(dst);
+	return r ? 1 : 0;
 }

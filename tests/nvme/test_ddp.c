@@ -176,7 +176,13 @@ static struct ulpo_ddp_dev_ops test_ops;
 static atomic_uint setups, refusals, violations, late_pending;
 static bool refuse_odd, late_teardown;
 static pthread_mutex_t late_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct { struct ulpo_ddp_sk *sk; uint32_t cid; void *ctx; bool busy; } late[4096];
+static struct {
+	struct ulpo_ddp_sk *sk;
+	uint32_t cid;
+	void *ctx;
+	bool busy;
+	atomic_bool sw_done;	/* the sw device's own teardown finished */
+} late[4096];
 static const struct ulpo_ddp_ulp_ops *late_ulp;
 static uint8_t pending_id[65536];
 
@@ -193,55 +199,58 @@ static int t_setup(struct ulpo_ddp_dev *d, struct ulpo_ddp_sk *sk, struct ulpo_d
 	return ulpo_ddp_dev_sw()->ops->setup(d, sk, io);
 }
 
-/* The sw device does the work; its own teardown completions go nowhere, and the host
- * hears of each teardown from us: at once, or later from a thread. */
-static void quiet_done(void *ctx)
+/* The sw device does the work. Refusal mode: its teardown completions go straight to the
+ * host. Late mode: they only mark the entry, and a thread tells the host later. */
+static void sw_done_mark(void *ctx)
 {
-	(void)ctx;
+	if (ctx)
+		atomic_store((atomic_bool *)ctx, true);
 }
 
-static const struct ulpo_ddp_ulp_ops quiet_ops = { .ddp_teardown_done = quiet_done };
+static const struct ulpo_ddp_ulp_ops mark_ops = { .ddp_teardown_done = sw_done_mark };
 
 static int t_sk_add(struct ulpo_ddp_dev *d, int fd, const struct ulpo_ddp_config *cfg,
 		    const struct ulpo_ddp_ulp_ops *ops, struct ulpo_ddp_sk **ret)
 {
 	late_ulp = ops;
-	return ulpo_ddp_dev_sw()->ops->sk_add(d, fd, cfg, &quiet_ops, ret);
+	return ulpo_ddp_dev_sw()->ops->sk_add(d, fd, cfg, late_teardown ? &mark_ops : ops, ret);
 }
 
 static void t_teardown(struct ulpo_ddp_dev *d, struct ulpo_ddp_sk *sk, struct ulpo_ddp_io *io,
 		       void *ctx)
 {
-	ulpo_ddp_dev_sw()->ops->teardown(d, sk, io, NULL);
+	size_t i;
+
 	if (!late_teardown) {
-		late_ulp->ddp_teardown_done(ctx);
+		ulpo_ddp_dev_sw()->ops->teardown(d, sk, io, ctx);
 		return;
 	}
 	pthread_mutex_lock(&late_lock);
-	for (size_t i = 0; i < 4096; i++) {
-		if (!late[i].busy) {
-			late[i].busy = true;
-			late[i].sk = sk;
-			late[i].cid = io->command_id;
-			late[i].ctx = ctx;
-			__atomic_store_n(&pending_id[io->command_id], 1, __ATOMIC_RELEASE);
-			atomic_fetch_add(&late_pending, 1);
-			break;
-		}
+	for (i = 0; i < 4096 && late[i].busy; i++)
+		;
+	if (i < 4096) {
+		late[i].busy = true;
+		late[i].sk = sk;
+		late[i].cid = io->command_id;
+		late[i].ctx = ctx;
+		atomic_store(&late[i].sw_done, false);
+		__atomic_store_n(&pending_id[io->command_id], 1, __ATOMIC_RELEASE);
+		atomic_fetch_add(&late_pending, 1);
 	}
 	pthread_mutex_unlock(&late_lock);
+	ulpo_ddp_dev_sw()->ops->teardown(d, sk, io, i < 4096 ? (void *)&late[i].sw_done : NULL);
 }
 
-static volatile bool late_stop;
+static atomic_bool late_stop;
 
 static void *late_thread(void *arg)
 {
 	(void)arg;
-	while (!late_stop || atomic_load(&late_pending)) {
+	while (!atomic_load(&late_stop) || atomic_load(&late_pending)) {
 		nanosleep(&(struct timespec){ .tv_nsec = 2 * 1000 * 1000 }, NULL);
 		pthread_mutex_lock(&late_lock);
 		for (size_t i = 0; i < 4096; i++) {
-			if (!late[i].busy)
+			if (!late[i].busy || !atomic_load(&late[i].sw_done))
 				continue;
 			late[i].busy = false;
 			__atomic_store_n(&pending_id[late[i].cid], 0, __ATOMIC_RELEASE);
@@ -304,7 +313,7 @@ static void t_late_teardown(uint8_t *src, uint8_t *dst)
 		}
 		ulpo_nvme_disconnect(c);
 	}
-	late_stop = true;
+	atomic_store(&late_stop, true);
 	pthread_join(th, NULL);
 	CHECK(atomic_load(&violations) == 0, "%u ids set up again before their teardown ended",
 	      atomic_load(&violations));
@@ -386,6 +395,7 @@ static void *pump(void *arg)
 	shutdown(a->to, SHUT_RDWR);
 	shutdown(a->from, SHUT_RDWR);
 	free(buf);
+	free(a);
 	return NULL;
 }
 
@@ -402,8 +412,11 @@ static void *proxy_main(void *arg)
 		struct pipe_arg *up = malloc(sizeof(*up)), *down = malloc(sizeof(*down));
 		pthread_t th;
 
-		if (h < 0 || connect(t, (void *)&a, sizeof(a)))
+		if (h < 0 || connect(t, (void *)&a, sizeof(a))) {
+			free(up);
+			free(down);
 			break;
+		}
 		*up = (struct pipe_arg){ h, t, p, false };
 		/* Only the I/O queue (the second connection) is corrupted. */
 		*down = (struct pipe_arg){ t, h, p, n == 1 };
@@ -433,13 +446,15 @@ static int proxy_start(struct proxy *p)
 
 static void t_data_digest(int target_port, uint8_t *src)
 {
-	struct proxy p = { .target_port = target_port, .what = CORRUPT_DATA, .nth = 3 };
+	/* Static: the proxy's threads outlive this function. */
+	static struct proxy p;
 	char a[64];
 	struct ulpo_nvme_ctrl *c;
 	struct ulpo_nvme_stats st;
 	uint8_t *buf = malloc(64 * 1024);
 	int r[6];
 
+	p = (struct proxy){ .target_port = target_port, .what = CORRUPT_DATA, .nth = 3 };
 	proxy_start(&p);
 	snprintf(a, sizeof(a), "127.0.0.1:%d", p.port);
 	c = connect_host(a, true, false);
@@ -464,13 +479,14 @@ static void t_data_digest(int target_port, uint8_t *src)
 
 static void t_header_digest(int target_port)
 {
-	struct proxy p = { .target_port = target_port, .what = CORRUPT_HEADER, .nth = 2 };
+	static struct proxy p;
 	char a[64];
 	struct ulpo_nvme_ctrl *c;
 	struct ulpo_nvme_stats st;
 	uint8_t *buf = malloc(64 * 1024);
 	int r1, r2, r3;
 
+	p = (struct proxy){ .target_port = target_port, .what = CORRUPT_HEADER, .nth = 2 };
 	proxy_start(&p);
 	snprintf(a, sizeof(a), "127.0.0.1:%d", p.port);
 	c = connect_host(a, true, false);
