@@ -158,7 +158,8 @@ static int host_only(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct ulpo_nvmet_opts to = { .listen = "127.0.0.1:0", .ram_bytes = 256u << 20 };
+	struct ulpo_nvmet_opts to = { .listen = "127.0.0.1:0", .ram_bytes = 256u << 20,
+				      .c2h_success = true };
 	struct cell cells[16];
 	struct ulpo_nvmet *t;
 	double seconds = 3, tcp_before, tcp_after, tcp, goal = 0;

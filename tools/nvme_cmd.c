@@ -20,7 +20,7 @@ static int nvme_usage(FILE *f)
 	fprintf(f,
 		"usage: ulpo nvme <command> [options]\n"
 		"  target [--ram SIZE | --file PATH] [--listen ADDR:PORT] [--nqn NQN]\n"
-		"         [--lba 512|4096] [--c2h-success] [-v]\n"
+		"         [--lba 512|4096] [--no-c2h-success] [-v]\n"
 		"                        serve a namespace over NVMe/TCP until interrupted\n"
 		"                        (default: --ram 1G --listen 127.0.0.1:4420)\n"
 		"  identify --addr ADDR:PORT [--nqn NQN] [--digests]\n"
@@ -69,10 +69,14 @@ static int cmd_target(int argc, char **argv)
 		{ "ram", required_argument, NULL, 'r' }, { "file", required_argument, NULL, 'f' },
 		{ "listen", required_argument, NULL, 'l' }, { "nqn", required_argument, NULL, 'n' },
 		{ "lba", required_argument, NULL, 'b' }, { "c2h-success", no_argument, NULL, 's' },
+		{ "no-c2h-success", no_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct ulpo_nvmet_opts o = { .listen = "127.0.0.1:4420", .ram_bytes = 1ull << 30 };
+	/* Reads end with the C2HData SUCCESS flag for hosts that turned SQ flow control off
+	 * (one PDU fewer per read), unless --no-c2h-success. */
+	struct ulpo_nvmet_opts o = { .listen = "127.0.0.1:4420", .ram_bytes = 1ull << 30,
+				     .c2h_success = true };
 	struct ulpo_nvmet_stats st;
 	struct ulpo_nvmet *t;
 	uint64_t v;
@@ -97,6 +101,7 @@ static int cmd_target(int argc, char **argv)
 			o.lba_size = (uint32_t)v;
 			break;
 		case 's': o.c2h_success = true; break;
+		case 'S': o.c2h_success = false; break;
 		case 'v': o.verbose++; break;
 		case 'h': return nvme_usage(stdout);
 		default: return nvme_usage(stderr);

@@ -94,6 +94,11 @@ static int fabrics_connect(struct ulpo_nvme_ctrl *c, struct host_queue *q, uint1
 	sqe.cdw10 = (uint32_t)q->qid << 16;	/* recfmt 0 */
 	/* 0's based, and a queue has at least 2 entries (depth 1 still asks for 2). */
 	sqe.cdw11 = (uint32_t)(sqsize < 2 ? 1 : sqsize - 1);
+	/* I/O queues: no SQ flow control (the host never needs the SQ head: it keeps at
+	 * most sqsize commands in flight), which lets a target end a read with the C2HData
+	 * SUCCESS flag instead of a response PDU. */
+	if (q->qid)
+		sqe.cdw11 |= NVMF_CONNECT_DISABLE_SQFLOW << 16;
 	sqe.cdw12 = q->qid ? 0 : c->opts.kato_ms;
 	memcpy(d->hostid, c->hostid, sizeof(d->hostid));
 	d->cntlid = q->qid ? c->info.cntlid : 0xffff;

@@ -694,6 +694,15 @@ int host_queue_poll(struct host_queue *q, int timeout_ms)
 		if (q->failed)
 			return done ? done : q->failed;
 		if (!buffered(q)) {
+			/* A read that finds bytes saves the poll(2) before it. */
+			q->conn.rx_batch = q->reads_inflight == 0;
+			r = nvme_tcp_try_fill(&q->conn);
+			if (r < 0 && r != -EAGAIN) {
+				host_queue_fail(q, r);
+				return done ? done : r;
+			}
+		}
+		if (!buffered(q)) {
 			if (!done && timeout_ms < 0 && q->inflight)
 				wait = 100;	/* timeouts are looked at in between */
 			else if (!done && timeout_ms > 0) {

@@ -127,6 +127,26 @@ static int fill(struct nvme_tcp_conn *c, size_t need)
 	return 0;
 }
 
+int nvme_tcp_try_fill(struct nvme_tcp_conn *c)
+{
+	size_t first = NVME_TCP_DATA_HLEN, have = c->rx_tail - c->rx_head, want;
+	ssize_t n;
+
+	if (have)
+		return (int)have;
+	c->rx_head = c->rx_tail = 0;
+	want = c->rx_batch ? NVME_TCP_RXBUF : first + (c->hdgst ? NVME_TCP_DIGEST_LEN : 0);
+	do
+		n = ulpo_sys_recv(c->fd, c->rxbuf, want, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return -ECONNRESET;
+	if (n < 0)
+		return -errno;
+	c->rx_tail = (size_t)n;
+	return (int)n;
+}
+
 static uint8_t expected_hlen(uint8_t type)
 {
 	switch (type) {

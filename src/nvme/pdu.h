@@ -58,6 +58,10 @@ int nvme_tcp_send_pdu(struct nvme_tcp_conn *c, void *hdr, const struct iovec *da
  * are read here too (they have no digest). */
 int nvme_tcp_recv_hdr(struct nvme_tcp_conn *c, uint16_t *fes, uint32_t *fei);
 
+/* Without waiting, read what the socket has toward the next header (batch mode: up to
+ * the buffer). >0 bytes now buffered, -EAGAIN nothing, -ECONNRESET EOF, -errno. */
+int nvme_tcp_try_fill(struct nvme_tcp_conn *c);
+
 /* Receive the current PDU's data: len bytes into iov (len <= c->data_len; called until
  * data_len is 0), then its digest (kept in c->rx_ddgst), checked over everything received
  * for this PDU, which the caller accumulates in *crc (start at 0). With crc NULL nothing

@@ -194,6 +194,9 @@ struct nvmf_connect_data {
 } __attribute__((packed));
 _Static_assert(sizeof(struct nvmf_connect_data) == 1024, "Connect data");
 
+/* Connect CATTR (cdw11 bits 23:16) */
+#define NVMF_CONNECT_DISABLE_SQFLOW 0x4u
+
 /* Property Get/Set: attrib in cdw10 bits 2:0 (0: 4 bytes, 1: 8 bytes), offset in cdw11,
  * value (Set) in cdw12..13; Get returns it in dw0 (and dw1). */
 enum nvme_property {
