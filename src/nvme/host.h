@@ -62,6 +62,7 @@ struct host_queue {
 	uint8_t *staging;		/* copy path: C2HData data lands here first */
 	size_t staging_len;
 	int failed;			/* 0, or the -errno that ended the queue */
+	uint64_t last_timeout_check;	/* ns */
 	uint32_t maxh2cdata, incapsule_max;
 };
 

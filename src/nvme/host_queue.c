@@ -410,6 +410,7 @@ static int on_response(struct host_queue *q)
 {
 	struct nvme_tcp_rsp rsp;
 	struct host_cmd *cmd;
+	int status;
 
 	memcpy(&rsp, q->conn.hdr, sizeof(rsp));
 	cmd = lookup(q, rsp.cqe.cid);
@@ -423,7 +424,11 @@ static int on_response(struct host_queue *q)
 			q->free_ids[q->nfree++] = cmd->cid;
 		return 0;
 	}
-	complete(q, cmd, cmd->status ? cmd->status : nvme_status(&rsp.cqe), &rsp.cqe);
+	status = cmd->status ? cmd->status : nvme_status(&rsp.cqe);
+	/* "Success" for a read whose data did not all come: the data is not there. */
+	if (!status && !cmd->write && cmd->received != cmd->len)
+		status = NVME_STATUS(NVME_SCT_GENERIC, NVME_SC_DATA_XFER_ERROR);
+	complete(q, cmd, status, &rsp.cqe);
 	return 1;
 }
 
@@ -683,10 +688,15 @@ static bool buffered(const struct host_queue *q)
 
 int host_queue_poll(struct host_queue *q, int timeout_ms)
 {
-	uint64_t end = timeout_ms > 0 ? host_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+	uint64_t now = host_now_ns(), end = timeout_ms > 0 ? now + (uint64_t)timeout_ms * 1000000u : 0;
 	int done = 0;
 
 	reclaim_ids(q);
+	/* A command can time out while others keep completing: look every 10 ms. */
+	if (now - q->last_timeout_check > 10000000u) {
+		q->last_timeout_check = now;
+		check_timeouts(q);
+	}
 	for (;;) {
 		struct pollfd p = { .fd = q->conn.fd, .events = POLLIN };
 		int wait = 0, r;

@@ -327,7 +327,7 @@ static void t_late_teardown(uint8_t *src, uint8_t *dst)
 
 /* ---- a proxy that corrupts the target's PDUs ---- */
 
-enum corrupt { CORRUPT_DATA, CORRUPT_HEADER };
+enum corrupt { CORRUPT_DATA, CORRUPT_HEADER, DROP_PDU };
 
 struct proxy {
 	int lfd, port;
@@ -374,6 +374,7 @@ static void *pump(void *arg)
 	struct pipe_arg *a = arg;
 	uint8_t *buf = malloc(8 << 20);
 	int c2h_seen = 0;
+	bool drop_rsp = false;
 
 	for (;;) {
 		struct nvme_tcp_hdr h;
@@ -383,7 +384,16 @@ static void *pump(void *arg)
 		memcpy(&h, buf, 8);
 		if (h.plen < 8 || h.plen > (8u << 20) || read_full(a->from, buf + 8, h.plen - 8))
 			break;
+		if (drop_rsp && h.type == NVME_TCP_RSP) {
+			drop_rsp = false;
+			continue;
+		}
 		if (a->c2h && h.type == NVME_TCP_C2H_DATA && ++c2h_seen == a->p->nth) {
+			if (a->p->what == DROP_PDU) {
+				/* That read's data and response: it never completes. */
+				drop_rsp = !(h.flags & NVME_TCP_F_DATA_SUCCESS);
+				continue;
+			}
 			if (a->p->what == CORRUPT_DATA)
 				buf[h.pdo + 1] ^= 0x40;		/* payload: data digest fails */
 			else
@@ -506,6 +516,44 @@ static void t_header_digest(int target_port)
 	       ulpo_nvme_status_str(r2));
 }
 
+/* A read whose data never comes: -ETIMEDOUT after the timeout, and the queue goes on. */
+static void t_timeout(int target_port, uint8_t *src)
+{
+	static struct proxy p;
+	struct ulpo_nvme_opts o = { .hdgst = true, .ddgst = true, .queue_depth = 8,
+				    .timeout_ms = 300 };
+	struct ulpo_nvme_ctrl *c = NULL;
+	struct ulpo_nvme_stats st;
+	uint8_t *buf = malloc(64 * 1024);
+	char a[64];
+	int r[4];
+
+	p = (struct proxy){ .target_port = target_port, .what = DROP_PDU, .nth = 2 };
+	proxy_start(&p);
+	snprintf(a, sizeof(a), "127.0.0.1:%d", p.port);
+	o.addr = a;
+	r[0] = ulpo_nvme_connect(&o, &c);
+	CHECK(r[0] == 0, "connect: %s", strerror(-r[0]));
+	if (r[0]) {
+		free(buf);
+		return;
+	}
+	for (int i = 0; i < 4; i++) {
+		memset(buf, 0, 64 * 1024);
+		r[i] = ulpo_nvme_read(c, 1, (uint64_t)i * 128, 128, buf);
+		if (i != 1)
+			CHECK(r[i] == 0 && !memcmp(buf, src + (size_t)i * 64 * 1024, 64 * 1024),
+			      "read %d around the lost one: %s", i, ulpo_nvme_status_str(r[i]));
+	}
+	ulpo_nvme_get_stats(c, &st);
+	CHECK(r[1] == -ETIMEDOUT, "the read whose data was lost: %s", ulpo_nvme_status_str(r[1]));
+	CHECK(st.timeouts == 1, "timeouts %llu", (unsigned long long)st.timeouts);
+	ulpo_nvme_disconnect(c);
+	free(buf);
+	printf("timeout: the read whose data was lost got '%s', the 3 others succeeded\n",
+	       ulpo_nvme_status_str(r[1]));
+}
+
 int main(void)
 {
 	struct ulpo_nvmet_opts to = { .listen = "127.0.0.1:0", .ram_bytes = 64 * MIB };
@@ -535,6 +583,7 @@ int main(void)
 	t_late_teardown(src, dst);
 	t_data_digest(ulpo_nvmet_port(t), src);
 	t_header_digest(ulpo_nvmet_port(t));
+	t_timeout(ulpo_nvmet_port(t), src);
 	ulpo_nvmet_stop(t);
 	free(src);
 	free(dst);
