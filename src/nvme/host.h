@@ -46,11 +46,13 @@ struct host_queue {
 	struct ulpo_nvme_ctrl *ctrl;
 	unsigned int qid;
 	struct nvme_tcp_conn conn;
-	uint16_t depth;			/* commands the queue may have in flight */
-	uint16_t nids;
+	uint32_t depth;			/* commands the queue may have in flight */
+	uint32_t nids;
 	struct host_cmd *cmds;		/* by command id */
 	uint16_t *free_ids;
 	unsigned int nfree, inflight, reads_inflight;
+	unsigned int zombies;		/* timed out, not answered: in inflight, not the caller's */
+	bool opened;			/* host_queue_open ran (close has work to do) */
 	/* Ids whose teardown finished on another thread, not yet back on the free list. */
 	pthread_mutex_t td_lock;
 	uint16_t *td_ids;
@@ -104,7 +106,7 @@ uint64_t host_now_ns(void);
 
 /* host_queue.c */
 int host_queue_open(struct ulpo_nvme_ctrl *ctrl, struct host_queue *q, unsigned int qid,
-		    uint16_t depth);
+		    uint32_t depth);
 void host_queue_close(struct host_queue *q);
 /* Submit a command: sqe filled but for cid and dptr; data out (write, in-capsule or by
  * R2T) or in (read) per `write`. */

@@ -157,7 +157,9 @@ static int identify_ctrl(struct ulpo_nvme_ctrl *c)
 		in->nn = le32(id + NVME_IDC_NN);
 		/* IOCCSZ counts 16-byte units of the whole capsule, the command included. */
 		in->ioccsz = le32(id + NVME_IDC_IOCCSZ) >= 4 ? le32(id + NVME_IDC_IOCCSZ) * 16 - 64 : 0;
-		in->mdts_bytes = id[NVME_IDC_MDTS] ? 4096u << id[NVME_IDC_MDTS] : 0;
+		/* 2^MDTS pages of 4 KiB; beyond 2^19 pages, no limit a host could reach. */
+		in->mdts_bytes = id[NVME_IDC_MDTS] && id[NVME_IDC_MDTS] < 20 ?
+				 4096u << id[NVME_IDC_MDTS] : 0;
 	}
 	free(id);
 	return r;
@@ -182,9 +184,11 @@ int ulpo_nvme_ns_info(struct ulpo_nvme_ctrl *c, uint32_t nsid, struct ulpo_nvme_
 		f = id[NVME_IDN_FLBAS] & 0xf;
 		info->nsid = nsid;
 		memcpy(&info->nsze, id + NVME_IDN_NSZE, 8);
-		info->lba_size = 1u << id[NVME_IDN_LBAF0 + 4 * f + 2];
-		if (!info->nsze || id[NVME_IDN_LBAF0 + 4 * f + 2] < 9)
-			r = -ENODEV;	/* inactive namespace */
+		uint8_t lbads = id[NVME_IDN_LBAF0 + 4 * f + 2];
+
+		info->lba_size = lbads >= 9 && lbads <= 16 ? 1u << lbads : 0;
+		if (!info->nsze || !info->lba_size)
+			r = -ENODEV;	/* inactive namespace, or a block size we do not do */
 		else if (nsid <= MAX_NS_CACHE)
 			c->ns[nsid - 1] = *info;
 	}
@@ -323,7 +327,8 @@ int ulpo_nvme_connect(const struct ulpo_nvme_opts *opts, struct ulpo_nvme_ctrl *
 		r = identify_ctrl(c);
 	if (r)
 		goto fail;
-	c->info.mqes = (uint16_t)((c->cap & 0xffff) + 1);
+	/* MQES 0xffff means 65536 entries; a queue here uses at most 32767 (ids x 2). */
+	c->info.mqes = (uint16_t)((c->cap & 0xffff) == 0xffff ? 0xffff : (c->cap & 0xffff) + 1);
 	if (!c->info.ver)
 		c->info.ver = (uint32_t)vs;
 	want = c->opts.nr_io_queues;
@@ -343,6 +348,8 @@ int ulpo_nvme_connect(const struct ulpo_nvme_opts *opts, struct ulpo_nvme_ctrl *
 	depth = (uint16_t)(c->opts.queue_depth < c->info.mqes ? c->opts.queue_depth : c->info.mqes);
 	if (c->info.maxcmd && depth > c->info.maxcmd)
 		depth = c->info.maxcmd;
+	if (depth > 32767)
+		depth = 32767;
 	c->io = calloc(c->nr_io, sizeof(*c->io));
 	if (!c->io) {
 		r = -ENOMEM;
@@ -489,7 +496,8 @@ int ulpo_nvme_poll(struct ulpo_nvme_ctrl *c, unsigned int qid, int timeout_ms)
 
 unsigned int ulpo_nvme_inflight(const struct ulpo_nvme_ctrl *c, unsigned int qid)
 {
-	return c && qid >= 1 && qid <= c->nr_io ? c->io[qid - 1].inflight : 0;
+	return c && qid >= 1 && qid <= c->nr_io ? c->io[qid - 1].inflight - c->io[qid - 1].zombies
+						 : 0;
 }
 
 static int blocking(struct ulpo_nvme_ctrl *c, uint8_t opcode, uint32_t nsid, uint64_t slba,

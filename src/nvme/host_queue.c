@@ -216,17 +216,19 @@ static int icreq(struct host_queue *q)
 }
 
 int host_queue_open(struct ulpo_nvme_ctrl *ctrl, struct host_queue *q, unsigned int qid,
-		    uint16_t depth)
+		    uint32_t depth)
 {
 	int fd, r;
 
 	memset(q, 0, sizeof(*q));
+	q->conn.fd = -1;
+	q->opened = true;
 	q->ctrl = ctrl;
 	q->qid = qid;
 	q->depth = depth;
 	/* Twice the ids the target lets us use: ids waiting for their teardown do not
 	 * hold the queue back. */
-	q->nids = (uint16_t)(2u * depth);
+	q->nids = 2u * depth;		/* depth <= 32767: ids fit in 16 bits */
 	pthread_mutex_init(&q->td_lock, NULL);
 	q->cmds = calloc(q->nids, sizeof(*q->cmds));
 	q->free_ids = calloc(q->nids, sizeof(*q->free_ids));
@@ -246,6 +248,15 @@ int host_queue_open(struct ulpo_nvme_ctrl *ctrl, struct host_queue *q, unsigned 
 		goto fail;
 	}
 	nvme_tcp_conn_init(&q->conn, fd);
+	{
+		/* A target that stalls mid-PDU, or stops reading while we write, ends the
+		 * queue after the command timeout rather than blocking it forever. */
+		struct timeval tv = { .tv_sec = ctrl->opts.timeout_ms / 1000,
+				      .tv_usec = (ctrl->opts.timeout_ms % 1000) * 1000 };
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	r = icreq(q);
 	if (r < 0)
 		goto fail;
@@ -262,22 +273,28 @@ void host_queue_fail(struct host_queue *q, int err)
 {
 	if (!q->failed)
 		q->failed = err;
-	if (q->conn.fd > 0)
+	if (q->conn.fd >= 0)
 		shutdown(q->conn.fd, SHUT_RDWR);
 	for (unsigned int i = 0; i < q->nids; i++) {
 		struct host_cmd *cmd = &q->cmds[i];
 
-		if (cmd->state == CMD_ACTIVE)
+		if (cmd->state == CMD_ACTIVE) {
 			complete(q, cmd, err, NULL);
-		else if (cmd->state == CMD_ZOMBIE)
+		} else if (cmd->state == CMD_ZOMBIE) {
+			q->inflight--;
+			q->zombies--;
 			cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
+			if (cmd->state == CMD_FREE)
+				q->free_ids[q->nfree++] = cmd->cid;
+		}
 	}
 }
 
 void host_queue_close(struct host_queue *q)
 {
-	if (!q->cmds && !q->conn.fd)
+	if (!q->opened)
 		return;
+	q->opened = false;
 	if (q->cmds)
 		host_queue_fail(q, -ECANCELED);
 	/* Teardowns still in the engine use the device's queue state: let them end. */
@@ -287,9 +304,9 @@ void host_queue_close(struct host_queue *q)
 	if (q->ddp)
 		ulpo_ddp_sk_del(q->ddp, q->ddp_sk);
 	q->ddp = NULL;
-	if (q->conn.fd > 0)
+	if (q->conn.fd >= 0)
 		close(q->conn.fd);
-	q->conn.fd = 0;
+	q->conn.fd = -1;
 	free(q->cmds);
 	free(q->free_ids);
 	free(q->td_ids);
@@ -341,9 +358,15 @@ int host_queue_submit(struct host_queue *q, struct nvme_sqe *sqe, const struct i
 	cmd->cb = cb;
 	cmd->arg = arg;
 	cmd->cqe_out = cqe_out;
-	if (cnt)
-		memcpy(cmd->iov, iov, sizeof(*iov) * (size_t)cnt);
-	cmd->cnt = cnt;
+	/* Exactly len bytes: a longer buffer must not put more on the wire. */
+	cmd->cnt = 0;
+	for (size_t left = len; left && cmd->cnt < cnt; cmd->cnt++) {
+		cmd->iov[cmd->cnt] = iov[cmd->cnt];
+		if (cmd->iov[cmd->cnt].iov_len > left)
+			cmd->iov[cmd->cnt].iov_len = left;
+		left -= cmd->iov[cmd->cnt].iov_len;
+	}
+	cnt = cmd->cnt;
 	cmd->len = len;
 	cmd->received = 0;
 	cmd->write = write;
@@ -370,6 +393,8 @@ int host_queue_submit(struct host_queue *q, struct nvme_sqe *sqe, const struct i
 	pdu.sqe = *sqe;
 	r = nvme_tcp_send_pdu(&q->conn, &pdu, incapsule ? cmd->iov : NULL, incapsule ? cnt : 0,
 			      incapsule ? len : 0);
+	if (r == -EAGAIN)
+		r = -ETIMEDOUT;
 	if (r < 0) {
 		cmd->cb = NULL;		/* the caller learns it from the return value */
 		complete(q, cmd, r, NULL);
@@ -419,6 +444,7 @@ static int on_response(struct host_queue *q)
 	if (cmd->state == CMD_ZOMBIE) {
 		/* A timed-out command's answer: its id is free now (or at its teardown). */
 		q->inflight--;
+		q->zombies--;
 		cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
 		if (cmd->state == CMD_FREE)
 			q->free_ids[q->nfree++] = cmd->cid;
@@ -534,7 +560,7 @@ static int on_c2h_data(struct host_queue *q)
 	} else {
 		r = cmd->ddp ? c2h_placed(q, cmd, d.datao, d.datal)
 			     : c2h_copied(q, cmd, d.datao, d.datal);
-		if (r == -ENOENT || r == -ERANGE)
+		if (r == -ENOENT || r == -ERANGE || r == -E2BIG)
 			r = c2h_copied(q, cmd, d.datao, d.datal);
 		if (r < 0)
 			return r;
@@ -552,6 +578,7 @@ static int on_c2h_data(struct host_queue *q)
 	host_stat_add(q->ctrl, HS_C2H_SUCCESS, 1);
 	if (cmd->state == CMD_ZOMBIE) {
 		q->inflight--;
+		q->zombies--;
 		cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
 		if (cmd->state == CMD_FREE)
 			q->free_ids[q->nfree++] = cmd->cid;
@@ -656,9 +683,11 @@ static int recv_one(struct host_queue *q)
 	}
 }
 
-static void check_timeouts(struct host_queue *q)
+/* Returns how many commands it ended (with -ETIMEDOUT). */
+static int check_timeouts(struct host_queue *q)
 {
 	uint64_t now = host_now_ns();
+	int n = 0;
 
 	for (unsigned int i = 0; i < q->nids; i++) {
 		struct host_cmd *cmd = &q->cmds[i];
@@ -672,13 +701,16 @@ static void check_timeouts(struct host_queue *q)
 		if (cmd->ddp)
 			release_ddp(q, cmd);
 		cmd->state = CMD_ZOMBIE;
+		q->zombies++;
 		if (cmd->opcode == NVME_CMD_READ && q->qid)
 			q->reads_inflight--;
 		cb = cmd->cb;
 		cmd->cb = NULL;
+		n++;
 		if (cb)
 			cb(cmd->arg, -ETIMEDOUT);
 	}
+	return n;
 }
 
 static bool buffered(const struct host_queue *q)
@@ -695,7 +727,7 @@ int host_queue_poll(struct host_queue *q, int timeout_ms)
 	/* A command can time out while others keep completing: look every 10 ms. */
 	if (now - q->last_timeout_check > 10000000u) {
 		q->last_timeout_check = now;
-		check_timeouts(q);
+		done += check_timeouts(q);
 	}
 	for (;;) {
 		struct pollfd p = { .fd = q->conn.fd, .events = POLLIN };
@@ -713,7 +745,7 @@ int host_queue_poll(struct host_queue *q, int timeout_ms)
 			}
 		}
 		if (!buffered(q)) {
-			if (!done && timeout_ms < 0 && q->inflight)
+			if (!done && timeout_ms < 0 && q->inflight > q->zombies)
 				wait = 100;	/* timeouts are looked at in between */
 			else if (!done && timeout_ms > 0) {
 				uint64_t now = host_now_ns();
@@ -723,17 +755,22 @@ int host_queue_poll(struct host_queue *q, int timeout_ms)
 					wait = 100;
 			}
 			r = ulpo_sys_poll(&p, 1, wait);
-			if (r < 0 && errno != EINTR)
-				return -errno;
+			if (r < 0 && errno != EINTR) {
+				r = -errno;
+				host_queue_fail(q, r);
+				return done ? done : r;
+			}
 			if (r <= 0) {
-				check_timeouts(q);
-				if (done || timeout_ms == 0 || !q->inflight ||
+				done += check_timeouts(q);
+				if (done || timeout_ms == 0 || q->inflight == q->zombies ||
 				    (timeout_ms > 0 && host_now_ns() >= end))
 					return done;
 				continue;
 			}
 		}
 		r = recv_one(q);
+		if (r == -EAGAIN)
+			r = -ETIMEDOUT;		/* SO_RCVTIMEO/SO_SNDTIMEO: the target stalled */
 		if (r < 0) {
 			host_queue_fail(q, r);
 			return done ? done : r;

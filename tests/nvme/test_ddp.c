@@ -516,6 +516,32 @@ static void t_header_digest(int target_port)
 	       ulpo_nvme_status_str(r2));
 }
 
+/* A write given a buffer longer than its blocks sends only its blocks: the stream stays
+ * in step (the next read works) and nothing past them reaches the target. */
+static void t_long_buffer(uint8_t *src)
+{
+	struct ulpo_nvme_ctrl *c = connect_host(addr, true, false);
+	uint8_t *big = malloc(8192), back[1024];
+	struct iovec v = { big, 8192 };
+	struct io io = { 0 };
+	int r;
+
+	if (!c)
+		return;
+	memset(big, 0x5c, 8192);
+	r = ulpo_nvme_submit_write(c, 1, 1, 4096, 1, &v, 1, cb, &io);
+	while (!r && !io.done)
+		if (ulpo_nvme_poll(c, 1, 100) < 0)
+			break;
+	CHECK(r == 0 && io.done && io.status == 0, "write: %s", ulpo_nvme_status_str(r ? r : io.status));
+	r = ulpo_nvme_read(c, 1, 4096, 2, back);
+	CHECK(r == 0, "read after it: %s", ulpo_nvme_status_str(r));
+	CHECK(back[0] == 0x5c && back[511] == 0x5c && !memcmp(back + 512, src + 4097 * 512, 512),
+	      "only the write's block changed");
+	ulpo_nvme_disconnect(c);
+	free(big);
+}
+
 /* A read whose data never comes: -ETIMEDOUT after the timeout, and the queue goes on. */
 static void t_timeout(int target_port, uint8_t *src)
 {
@@ -584,6 +610,7 @@ int main(void)
 	t_data_digest(ulpo_nvmet_port(t), src);
 	t_header_digest(ulpo_nvmet_port(t));
 	t_timeout(ulpo_nvmet_port(t), src);
+	t_long_buffer(src);
 	ulpo_nvmet_stop(t);
 	free(src);
 	free(dst);
