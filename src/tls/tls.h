@@ -177,6 +177,7 @@ bool tls_share_rx_tryenter(struct tls_context *ctx);
 void tls_share_rx_leave(struct tls_context *ctx);
 /* Ciphertext stored by a process that TCP has not taken yet; pushed before records. */
 size_t tls_share_pend(const struct tls_context *ctx);
+void tls_share_store_missed(struct tls_context *ctx, bool tx);
 int tls_share_push(struct tls_context *ctx, int sflags);
 
 /* The TX and RX locks of a TLS socket: the socket's own and, once the socket is shared
@@ -234,9 +235,13 @@ static inline bool tls_rx_lock_poll(struct tls_context *ctx)
 
 static inline void tls_rx_unlock(struct tls_context *ctx)
 {
-	if (tls_shared(ctx))
+	bool shared = tls_shared(ctx);
+
+	if (shared)
 		tls_share_rx_leave(ctx);
 	pthread_mutex_unlock(&ctx->sk->rx_lock);
+	if (!shared && tls_shared(ctx))
+		tls_share_store_missed(ctx, false);	/* shared meanwhile (fork) */
 }
 
 /* tls_rx.c */

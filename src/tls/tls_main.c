@@ -220,6 +220,9 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	return 0;
 }
 
+static bool tx_keyed(struct tls_context *ctx);
+static bool rx_keyed(struct tls_context *ctx);
+
 /* ---- SOL_TLS setsockopt ---- */
 
 static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_t optlen,
@@ -227,8 +230,9 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 {
 	struct tls_crypto *c = tx ? &ctx->tx : &ctx->rx;
 	struct tls_crypto *alt = tx ? &ctx->rx : &ctx->tx;
-	bool ready = tx ? ctx->tx_ready : ctx->rx_ready;
-	bool alt_ready = tx ? ctx->rx_ready : ctx->tx_ready;
+	/* Shared with another process: what it installed counts (the keyed tests load). */
+	bool ready = tx ? tx_keyed(ctx) : rx_keyed(ctx);
+	bool alt_ready = tx ? rx_keyed(ctx) : tx_keyed(ctx);
 	struct tls_crypto_info ci;
 	const struct tls_cipher_desc *cd;
 	struct tls_crypto fresh = { 0 };
@@ -500,11 +504,37 @@ static int tls_getsockopt(struct ulpo_sock *sk, int level, int optname,
 
 /* ---- protocol ops: each direction is TLS once keyed, TCP before ---- */
 
+/* Whether a direction has keys. On a socket shared with another process since a fork,
+ * that process may have installed them: look at the shared state (the lock loads it). */
+static bool tx_keyed(struct tls_context *ctx)
+{
+	bool r;
+
+	if (ctx->tx_ready || !tls_shared(ctx))
+		return ctx->tx_ready;
+	tls_tx_lock(ctx);
+	r = ctx->tx_ready;
+	tls_tx_unlock(ctx);
+	return r;
+}
+
+static bool rx_keyed(struct tls_context *ctx)
+{
+	bool r;
+
+	if (ctx->rx_ready || !tls_shared(ctx))
+		return ctx->rx_ready;
+	tls_rx_lock(ctx);
+	r = ctx->rx_ready;
+	tls_rx_unlock(ctx);
+	return r;
+}
+
 /* A direction still on TCP reports an error the other direction set on the socket, as
  * tcp_sendmsg/tcp_recvmsg report sk_err (and clear it). */
 static ssize_t tls_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags)
 {
-	if (!tls_ctx(sk)->tx_ready) {
+	if (!tx_keyed(tls_ctx(sk))) {
 		int err = ulpo_sock_error(sk);
 
 		return err ? err : ulpo_tcp_sendmsg(sk, msg, flags);
@@ -514,7 +544,7 @@ static ssize_t tls_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int f
 
 static ssize_t tls_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 {
-	if (!tls_ctx(sk)->rx_ready) {
+	if (!rx_keyed(tls_ctx(sk))) {
 		int err = ulpo_sock_error(sk);
 
 		return err ? err : ulpo_tcp_recvmsg(sk, msg, flags);
@@ -524,7 +554,7 @@ static ssize_t tls_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags)
 
 static ssize_t tls_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flags)
 {
-	if (!tls_ctx(sk)->rx_ready) {
+	if (!rx_keyed(tls_ctx(sk))) {
 		int err = ulpo_sock_error(sk);
 
 		return err ? err : ulpo_tcp_splice_read(sk, buf, len, flags);
@@ -534,7 +564,7 @@ static ssize_t tls_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int 
 
 static ssize_t tls_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size_t count)
 {
-	if (!tls_ctx(sk)->tx_ready)
+	if (!tx_keyed(tls_ctx(sk)))
 		return ulpo_tcp_sendfile(sk, in_fd, offset, count);
 	return tls_sw_sendfile(sk, in_fd, offset, count);
 }
@@ -550,8 +580,9 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 		own |= POLLERR;
 	/* Poll never waits for another process's call on a shared socket (a blocking
 	 * read there holds the direction): then the kernel's view of TCP is reported. */
-	if (ctx->rx_ready && (events & (POLLIN | POLLRDNORM)) && tls_rx_lock_poll(ctx)) {
-		if (tls_rx_ready(ctx, false))
+	if ((ctx->rx_ready || tls_shared(ctx)) && (events & (POLLIN | POLLRDNORM)) &&
+	    tls_rx_lock_poll(ctx)) {
+		if (ctx->rx_ready && tls_rx_ready(ctx, false))
 			own |= events & (POLLIN | POLLRDNORM);
 		tls_rx_unlock(ctx);
 	}
@@ -596,7 +627,7 @@ static int tls_shutdown(struct ulpo_sock *sk, int how)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 
-	if (ctx->tx_ready && (how == SHUT_WR || how == SHUT_RDWR)) {
+	if (tx_keyed(ctx) && (how == SHUT_WR || how == SHUT_RDWR)) {
 		/* Closed records reach the wire before the FIN. */
 		tls_tx_lock(ctx);
 		tls_txq_flush(ctx, MSG_NOSIGNAL);

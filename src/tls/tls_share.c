@@ -88,20 +88,33 @@ static struct tls_share *share_new(const struct tls_context *ctx)
 	return s;
 }
 
-/* A process that died holding the mutex left the last stored state, which is whole
- * (state is stored only under the mutex, at the end of a call): carry on from it. */
-static void mu_lock(pthread_mutex_t *m)
+/* A process that died holding the mutex may have put records on the wire (or taken
+ * ciphertext off it) beyond the last stored state: carrying on from that state would
+ * reuse sequence numbers, so the direction is broken for good, as after a failed record. */
+static void owner_died(struct tls_share *s, pthread_mutex_t *m)
 {
-	if (pthread_mutex_lock(m) == EOWNERDEAD)
-		pthread_mutex_consistent(m);
+	pthread_mutex_consistent(m);
+	if (m == &s->tx_mu) {
+		s->txq_broken = true;
+		s->tx_gen++;
+	} else {
+		s->rx_fatal = -EBADMSG;
+		s->rx_gen++;
+	}
 }
 
-static bool mu_trylock(pthread_mutex_t *m)
+static void mu_lock(struct tls_share *s, pthread_mutex_t *m)
+{
+	if (pthread_mutex_lock(m) == EOWNERDEAD)
+		owner_died(s, m);
+}
+
+static bool mu_trylock(struct tls_share *s, pthread_mutex_t *m)
 {
 	int r = pthread_mutex_trylock(m);
 
 	if (r == EOWNERDEAD)
-		pthread_mutex_consistent(m);
+		owner_died(s, m);
 	return r == 0 || r == EOWNERDEAD;
 }
 
@@ -183,7 +196,7 @@ void tls_share_tx_enter(struct tls_context *ctx)
 	struct tls_share *s = atomic_load(&ctx->share);
 
 	for (;;) {
-		mu_lock(&s->tx_mu);
+		mu_lock(s, &s->tx_mu);
 		if (!s->tx_gen && getpid() == s->pid)
 			tx_store(ctx, s);	/* we are the parent: our state is the socket's */
 		if (s->tx_gen)
@@ -200,7 +213,7 @@ bool tls_share_tx_tryenter(struct tls_context *ctx)
 {
 	struct tls_share *s = atomic_load(&ctx->share);
 
-	if (!mu_trylock(&s->tx_mu))
+	if (!mu_trylock(s, &s->tx_mu))
 		return false;
 	if (!s->tx_gen && getpid() == s->pid)
 		tx_store(ctx, s);
@@ -218,10 +231,27 @@ void tls_share_tx_leave(struct tls_context *ctx)
 	struct tls_share *s = atomic_load(&ctx->share);
 
 	if (!ctx->share_tx_in)	/* the call began before the socket was shared */
-		mu_lock(&s->tx_mu);
+		mu_lock(s, &s->tx_mu);
 	tx_store(ctx, s);
 	ctx->share_tx_in = false;
 	pthread_mutex_unlock(&s->tx_mu);
+}
+
+/* A call that let go just as the socket became shared (it saw no mapping) stored
+ * nothing; the parent's state is what the others wait for. */
+void tls_share_store_missed(struct tls_context *ctx, bool tx)
+{
+	struct tls_share *s = atomic_load(&ctx->share);
+
+	if (!s || getpid() != s->pid || (tx ? s->tx_gen : s->rx_gen))
+		return;
+	if (tx) {
+		tls_tx_lock(ctx);	/* stores: the generation is 0 and we are its maker */
+		tls_tx_unlock(ctx);
+	} else {
+		tls_rx_lock(ctx);
+		tls_rx_unlock(ctx);
+	}
 }
 
 size_t tls_share_pend(const struct tls_context *ctx)
@@ -332,7 +362,7 @@ void tls_share_rx_enter(struct tls_context *ctx)
 	struct tls_share *s = atomic_load(&ctx->share);
 
 	for (;;) {
-		mu_lock(&s->rx_mu);
+		mu_lock(s, &s->rx_mu);
 		if (!s->rx_gen && getpid() == s->pid)
 			rx_store(ctx, s);
 		if (s->rx_gen)
@@ -348,7 +378,7 @@ bool tls_share_rx_tryenter(struct tls_context *ctx)
 {
 	struct tls_share *s = atomic_load(&ctx->share);
 
-	if (!mu_trylock(&s->rx_mu))
+	if (!mu_trylock(s, &s->rx_mu))
 		return false;
 	if (!s->rx_gen && getpid() == s->pid)
 		rx_store(ctx, s);
@@ -366,7 +396,7 @@ void tls_share_rx_leave(struct tls_context *ctx)
 	struct tls_share *s = atomic_load(&ctx->share);
 
 	if (!ctx->share_rx_in)
-		mu_lock(&s->rx_mu);
+		mu_lock(s, &s->rx_mu);
 	rx_store(ctx, s);
 	ctx->share_rx_in = false;
 	pthread_mutex_unlock(&s->rx_mu);
@@ -404,21 +434,26 @@ static void prepare_one(struct ulpo_sock *sk, void *arg)
 	}
 	ctx->fork_held_tx = pthread_mutex_trylock(&sk->tx_lock) == 0;
 	ctx->fork_held_rx = pthread_mutex_trylock(&sk->rx_lock) == 0;
+	/* A socket shared already: every call stores its state when it ends, and this
+	 * process's copy may be older than another's, so nothing is stored here (and no
+	 * shared mutex is waited for: a blocking call elsewhere must not hold up fork). */
 	s = atomic_load(&ctx->share);
 	if (!s) {
 		s = share_new(ctx);
-		if (s)
+		if (s) {
 			atomic_store(&ctx->share, s);
-	}
-	if (s && ctx->fork_held_tx) {
-		mu_lock(&s->tx_mu);
-		tx_store(ctx, s);
-		pthread_mutex_unlock(&s->tx_mu);
-	}
-	if (s && ctx->fork_held_rx) {
-		mu_lock(&s->rx_mu);
-		rx_store(ctx, s);
-		pthread_mutex_unlock(&s->rx_mu);
+			/* New: nobody else has it yet, its mutexes are free. */
+			if (ctx->fork_held_tx) {
+				mu_lock(s, &s->tx_mu);
+				tx_store(ctx, s);
+				pthread_mutex_unlock(&s->tx_mu);
+			}
+			if (ctx->fork_held_rx) {
+				mu_lock(s, &s->rx_mu);
+				rx_store(ctx, s);
+				pthread_mutex_unlock(&s->rx_mu);
+			}
+		}
 	}
 	/* Held across fork(), released in both processes afterwards. */
 	atomic_fetch_add(&sk->refs, 1);
@@ -469,8 +504,13 @@ static void fork_child(void)
 			pthread_mutex_init(&sk->tx_lock, NULL);
 		if (!ctx->fork_held_rx)
 			pthread_mutex_init(&sk->rx_lock, NULL);
-		if (!s)
+		if (!s) {
+			/* No mapping (out of memory): two processes with one key and
+			 * sequence and no way to agree. This one may not use it. */
+			ctx->txq_broken = true;
+			ctx->rx_fatal = -EBADMSG;
 			continue;
+		}
 		atomic_fetch_add(&s->procs, 1);
 		tls_txq_drop(ctx);
 		atomic_store(&ctx->tx_work_armed, false);

@@ -243,14 +243,17 @@ void tls_tx_unlock(struct tls_context *ctx)
 	for (;;) {
 		/* seq_cst pairs with the increment in txq_done. */
 		unsigned int k = atomic_load(&ctx->txq_kick);
+		bool shared = tls_shared(ctx);
 
 		if ((ctx->txq_head || tls_share_pend(ctx)) && !ctx->txq_broken &&
 		    tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN &&
 		    tls_txq_unsent_ready(ctx))
 			tls_tx_work_arm(ctx);	/* TCP is full: send when it has room */
-		if (tls_shared(ctx))
+		if (shared)
 			tls_share_tx_leave(ctx);
 		pthread_mutex_unlock(&sk->tx_lock);
+		if (!shared && tls_shared(ctx))
+			tls_share_store_missed(ctx, true);	/* shared meanwhile (fork) */
 		if (atomic_load(&ctx->txq_kick) == k || !tls_tx_trylock(ctx))
 			return;
 	}
@@ -370,9 +373,12 @@ void tls_txq_wait_sealed(struct tls_context *ctx)
 {
 	struct tls_rec *rec;
 
+	/* Runs queued jobs while it waits: on an engine worker (a completion that took the
+	 * lock) nobody else may be left to run them. */
 	for (rec = ctx->txq_head; rec; rec = rec->next)
 		while (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_SUBMITTED)
-			txq_wait_rec(ctx, rec, 10 * 1000 * 1000);
+			if (!ulpo_engine_help())
+				txq_wait_rec(ctx, rec, 10 * 1000 * 1000);
 }
 
 /* Closed records reach TCP, waiting even on a non-blocking socket unless MSG_DONTWAIT

@@ -8,6 +8,8 @@
  *   socket; a third process reads: every message whole, each writer's in order.
  * readers: a third process sends NMSG fixed-size records; parent and child read them at
  *   once (recv, read, recvmsg, with poll now and then): each record read once, whole.
+ * refork: a second fork after a child wrote keeps the newest state; keys a child
+ *   installed after the fork are the parent's too.
  * Seeded: argv[1] or ULPO_SEED, else from the time; always printed. */
 #include <errno.h>
 #include <linux/tls.h>
@@ -293,6 +295,82 @@ static void test_readers(unsigned short version)
 	check(ok, "two readers: every record is read once, by one of them");
 }
 
+/* Read exactly what `want` says, as TLS records through recv. */
+static int expect(int fd, const char *want)
+{
+	char got[256];
+	size_t n = strlen(want);
+
+	if (read_full(fd, (uint8_t *)got, n))
+		return 1;
+	return memcmp(got, want, n) != 0;
+}
+
+/* A second fork after another process used the socket: the state stays the newest (a
+ * process must not store its older copy at fork: that would reuse sequence numbers).
+ * Then keys installed by the child after the fork: the parent's next send is a record
+ * under them, never plaintext. */
+static void test_refork(unsigned short version)
+{
+	int s[2], st = 0, st_r = 0;
+	pid_t rd, c1, c2;
+
+	connect_pair(s);
+	fflush(stdout);
+	rd = fork();
+	if (rd == 0) {
+		close(s[0]);
+		install(s[1], version, TLS_RX);
+		_exit(expect(s[1], "AAAABBBBCCCC") ? 1 : 0);
+	}
+	close(s[1]);
+	install(s[0], version, TLS_TX);
+	c1 = fork();
+	if (c1 == 0)
+		_exit(send(s[0], "AAAA", 4, 0) != 4 || send(s[0], "BBBB", 4, 0) != 4);
+	waitpid(c1, &st, 0);
+	c2 = fork();
+	if (c2 == 0)
+		_exit(0);
+	waitpid(c2, NULL, 0);
+	check(send(s[0], "CCCC", 4, 0) == 4 && WIFEXITED(st) && !WEXITSTATUS(st),
+	      "refork: sends after a second fork succeed");
+	close(s[0]);
+	waitpid(rd, &st_r, 0);
+	check(WIFEXITED(st_r) && !WEXITSTATUS(st_r),
+	      "refork: the reader gets every record once, in order (no sequence number reused)");
+
+	/* Keys installed in the child after the fork. */
+	connect_pair(s);
+	rd = fork();
+	if (rd == 0) {
+		close(s[0]);
+		install(s[1], version, TLS_RX);
+		_exit(expect(s[1], "XY") ? 1 : 0);
+	}
+	close(s[1]);
+	if (setsockopt(s[0], SOL_TCP, TCP_ULP, "tls", sizeof("tls")))
+		exit(2);
+	c1 = fork();
+	if (c1 == 0) {
+		struct tls12_crypto_info_aes_gcm_128 ci;
+
+		memset(&ci, 0, sizeof(ci));
+		ci.info.version = version;
+		ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+		memset(ci.key, 0x5a, sizeof(ci.key));
+		memset(ci.salt, 0x33, sizeof(ci.salt));
+		_exit(setsockopt(s[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)) || send(s[0], "X", 1, 0) != 1);
+	}
+	waitpid(c1, &st, 0);
+	check(WIFEXITED(st) && !WEXITSTATUS(st) && send(s[0], "Y", 1, 0) == 1,
+	      "keys from the child: the parent's send succeeds");
+	close(s[0]);
+	waitpid(rd, &st, 0);
+	check(WIFEXITED(st) && !WEXITSTATUS(st),
+	      "keys from the child: the parent's next send is a record under them");
+}
+
 int main(int argc, char **argv)
 {
 	const char *e = getenv("ULPO_SEED");
@@ -309,6 +387,7 @@ int main(int argc, char **argv)
 		printf("# TLS 1.%d\n", v ? 3 : 2);
 		test_writers(version);
 		test_readers(version);
+		test_refork(version);
 	}
 	printf("%s\n", failed ? "FAIL" : "PASS");
 	return failed;
