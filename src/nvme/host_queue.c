@@ -148,6 +148,17 @@ static void complete(struct host_queue *q, struct host_cmd *cmd, int status,
 		cb(arg, status);
 }
 
+/* A timed-out command's end (its answer came, or the queue failed): the id goes back now,
+ * or at its teardown. */
+static void zombie_end(struct host_queue *q, struct host_cmd *cmd)
+{
+	q->inflight--;
+	q->zombies--;
+	cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
+	if (cmd->state == CMD_FREE)
+		q->free_ids[q->nfree++] = cmd->cid;
+}
+
 /* ---- open, close, fail ---- */
 
 void host_queue_ddp_add(struct host_queue *q)
@@ -281,11 +292,7 @@ void host_queue_fail(struct host_queue *q, int err)
 		if (cmd->state == CMD_ACTIVE) {
 			complete(q, cmd, err, NULL);
 		} else if (cmd->state == CMD_ZOMBIE) {
-			q->inflight--;
-			q->zombies--;
-			cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
-			if (cmd->state == CMD_FREE)
-				q->free_ids[q->nfree++] = cmd->cid;
+			zombie_end(q, cmd);
 		}
 	}
 }
@@ -442,12 +449,7 @@ static int on_response(struct host_queue *q)
 	if (!cmd)
 		return term(q, NVME_TCP_FES_INVALID_PDU_HDR, 8 + 12);
 	if (cmd->state == CMD_ZOMBIE) {
-		/* A timed-out command's answer: its id is free now (or at its teardown). */
-		q->inflight--;
-		q->zombies--;
-		cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
-		if (cmd->state == CMD_FREE)
-			q->free_ids[q->nfree++] = cmd->cid;
+		zombie_end(q, cmd);
 		return 0;
 	}
 	status = cmd->status ? cmd->status : nvme_status(&rsp.cqe);
@@ -458,22 +460,37 @@ static int on_response(struct host_queue *q)
 	return 1;
 }
 
-/* Copy n bytes from src into the command's buffers at offset off. */
-static void iov_copy_to(struct host_cmd *cmd, size_t off, const uint8_t *src, size_t n)
+/* Slice [off, off + len) of the command's buffers into v. */
+static int iov_slice(const struct host_cmd *cmd, size_t off, size_t len, struct iovec *v)
 {
-	for (int i = 0; i < cmd->cnt && n; i++) {
+	int n = 0;
+
+	for (int i = 0; i < cmd->cnt && len; i++) {
 		size_t seg = cmd->iov[i].iov_len;
 
 		if (off >= seg) {
 			off -= seg;
 			continue;
 		}
-		size_t k = seg - off < n ? seg - off : n;
+		size_t k = seg - off < len ? seg - off : len;
 
-		memcpy((uint8_t *)cmd->iov[i].iov_base + off, src, k);
-		src += k;
-		n -= k;
+		v[n].iov_base = (uint8_t *)cmd->iov[i].iov_base + off;
+		v[n++].iov_len = k;
+		len -= k;
 		off = 0;
+	}
+	return n;
+}
+
+/* Copy n bytes from src into the command's buffers at offset off. */
+static void iov_copy_to(struct host_cmd *cmd, size_t off, const uint8_t *src, size_t n)
+{
+	struct iovec v[HOST_MAX_SEGS];
+	int cnt = iov_slice(cmd, off, n, v);
+
+	for (int i = 0; i < cnt; i++) {
+		memcpy(v[i].iov_base, src, v[i].iov_len);
+		src += v[i].iov_len;
 	}
 }
 
@@ -577,37 +594,11 @@ static int on_c2h_data(struct host_queue *q)
 		return term(q, NVME_TCP_FES_PDU_SEQ_ERR, 0);
 	host_stat_add(q->ctrl, HS_C2H_SUCCESS, 1);
 	if (cmd->state == CMD_ZOMBIE) {
-		q->inflight--;
-		q->zombies--;
-		cmd->state = cmd->teardown_pending ? CMD_TEARDOWN : CMD_FREE;
-		if (cmd->state == CMD_FREE)
-			q->free_ids[q->nfree++] = cmd->cid;
+		zombie_end(q, cmd);
 		return 0;
 	}
 	complete(q, cmd, cmd->status, NULL);
 	return 1;
-}
-
-/* Slice [off, off + len) of the command's buffers into v. */
-static int iov_slice(const struct host_cmd *cmd, size_t off, size_t len, struct iovec *v)
-{
-	int n = 0;
-
-	for (int i = 0; i < cmd->cnt && len; i++) {
-		size_t seg = cmd->iov[i].iov_len;
-
-		if (off >= seg) {
-			off -= seg;
-			continue;
-		}
-		size_t k = seg - off < len ? seg - off : len;
-
-		v[n].iov_base = (uint8_t *)cmd->iov[i].iov_base + off;
-		v[n++].iov_len = k;
-		len -= k;
-		off = 0;
-	}
-	return n;
 }
 
 static int on_r2t(struct host_queue *q)

@@ -112,6 +112,19 @@ static void rec_put(struct tls_context *ctx, struct tls_rec *rec)
 	}
 }
 
+/* The head record is done with (sent, or moved to a shared socket's pending bytes). */
+static void txq_pop_head(struct tls_context *ctx)
+{
+	struct tls_rec *rec = ctx->txq_head;
+
+	ctx->txq_head = rec->next;
+	if (!ctx->txq_head)
+		ctx->txq_tail = &ctx->txq_head;
+	ctx->txq_nrecs--;
+	ctx->txq_bytes -= rec->wire_len;
+	rec_put(ctx, rec);
+}
+
 /* The record's own context for the current TX key. */
 static int rec_key(struct tls_context *ctx, struct tls_rec *rec)
 {
@@ -204,12 +217,7 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 			rec->sent += (size_t)n;
 			corked = ((sflags | (more ? MSG_MORE : 0)) & MSG_MORE) != 0;
 		}
-		ctx->txq_head = rec->next;
-		if (!ctx->txq_head)
-			ctx->txq_tail = &ctx->txq_head;
-		ctx->txq_nrecs--;
-		ctx->txq_bytes -= rec->wire_len;
-		rec_put(ctx, rec);
+		txq_pop_head(ctx);
 		while (!ctx->txq_head && ctx->txq_npool > TXQ_SPARES_DRAINED) {
 			struct tls_rec *spare = ctx->txq_pool;
 
@@ -530,12 +538,7 @@ size_t tls_txq_take_unsent(struct tls_context *ctx, uint8_t *dst, size_t cap)
 	       rec->wire_len - rec->sent <= cap - n) {
 		memcpy(dst + n, rec->buf + rec->sent, rec->wire_len - rec->sent);
 		n += rec->wire_len - rec->sent;
-		ctx->txq_head = rec->next;
-		if (!ctx->txq_head)
-			ctx->txq_tail = &ctx->txq_head;
-		ctx->txq_nrecs--;
-		ctx->txq_bytes -= rec->wire_len;
-		rec_put(ctx, rec);
+		txq_pop_head(ctx);
 	}
 	return n;
 }
