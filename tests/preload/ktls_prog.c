@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #ifndef TCP_ULP
 #define TCP_ULP 31
 #endif
@@ -44,22 +46,6 @@ static void check(int ok, const char *what)
 	fflush(stdout);
 	if (!ok)
 		failed = 1;
-}
-
-static void connect_pair(int fds[2])
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || fds[0] < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (void *)&a, &al) || connect(fds[0], (void *)&a, sizeof(a)) ||
-	    (fds[1] = accept(l, NULL, NULL)) < 0) {
-		perror("ktls_prog: loopback connection");
-		exit(2);
-	}
-	close(l);
 }
 
 static int install(int fd, unsigned short version)
@@ -111,20 +97,6 @@ static ssize_t recv_type(int fd, void *buf, size_t len, uint8_t *type, int flags
 			if (c->cmsg_level == SOL_TLS && c->cmsg_type == TLS_GET_RECORD_TYPE)
 				*type = *CMSG_DATA(c);
 	return n;
-}
-
-static int recv_all(int fd, uint8_t *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = recv(fd, buf + got, len - got, 0);
-
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
 }
 
 static int readable(int fd, int ms)
@@ -186,7 +158,7 @@ static void fork_writers(int s[2])
 	waitpid(pid, &st, 0);
 	check(ok && pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
 	      "fork, two writers: every send succeeds in both processes");
-	ok = recv_all(s[1], (uint8_t *)got, total) == 0 && !memcmp(got, "<<", 2);
+	ok = recv_full(s[1], (uint8_t *)got, total) == 0 && !memcmp(got, "<<", 2);
 	for (size_t off = 2; ok && off < total; off += MSG) {
 		if (msg_parse(got + off, &who, &i) || (who != 'P' && who != 'C') ||
 		    i != next[who == 'C']++)
@@ -264,7 +236,7 @@ static void run(unsigned short version, const char *vname)
 	ssize_t n;
 
 	printf("# TLS %s\n", vname);
-	connect_pair(s);
+	loopback_pair(s, "ktls_prog");
 	check(install(s[0], version) == 0 && install(s[1], version) == 0,
 	      "TCP_ULP tls, TLS_TX and TLS_RX on both ends");
 	{
@@ -349,7 +321,7 @@ static void run(unsigned short version, const char *vname)
 				break;
 			n += k;
 		}
-		check(n == 200000 && recv_all(s[1], got, 200000) == 0 &&
+		check(n == 200000 && recv_full(s[1], got, 200000) == 0 &&
 		      !memcmp(got, big, 200000), "sendfile: 200000 bytes arrive as written");
 		close(f);
 	}
@@ -408,7 +380,7 @@ static void run(unsigned short version, const char *vname)
 	/* fork, on a new connection: the child inherits the socket, writes and exits; the
 	 * parent reads it all, then writes on the same socket: one record sequence, as the
 	 * socket is one socket in both processes. */
-	connect_pair(s);
+	loopback_pair(s, "ktls_prog");
 	install(s[0], version);
 	install(s[1], version);
 	{
@@ -419,7 +391,7 @@ static void run(unsigned short version, const char *vname)
 		pid = fork();
 		if (pid == 0)
 			exit(send(s[0], big, 100000, 0) == 100000 ? 0 : 1);
-		check(pid > 0 && recv_all(s[1], got, 100000) == 0 && !memcmp(got, big, 100000),
+		check(pid > 0 && recv_full(s[1], got, 100000) == 0 && !memcmp(got, big, 100000),
 		      "fork: what the child sends, the parent receives");
 		waitpid(pid, &st, 0);
 		check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork: the child's send succeeded");

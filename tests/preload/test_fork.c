@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #ifndef TCP_ULP
 #define TCP_ULP 31
 #endif
@@ -54,22 +56,6 @@ static uint64_t rnd(uint64_t *s)
 	*s ^= *s >> 7;
 	*s ^= *s << 17;
 	return *s;
-}
-
-static void connect_pair(int fds[2])
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || fds[0] < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (void *)&a, &al) || connect(fds[0], (void *)&a, sizeof(a)) ||
-	    (fds[1] = accept(l, NULL, NULL)) < 0) {
-		perror("test_fork: loopback connection");
-		exit(2);
-	}
-	close(l);
 }
 
 static void install(int fd, unsigned short version, int dir)
@@ -101,20 +87,6 @@ static size_t msg_make(uint8_t *m, uint8_t who, uint32_t i, size_t len)
 	return len;
 }
 
-static int read_full(int fd, uint8_t *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = recv(fd, buf + got, len - got, 0);
-
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 /* The reading end of the writers' test: 2 * NMSG messages, exit status says. */
 static int writers_reader(int fd)
 {
@@ -126,14 +98,14 @@ static int writers_reader(int fd)
 		size_t len;
 		int w;
 
-		if (read_full(fd, m, 8) || m[0] != 'M' || (m[1] != 'P' && m[1] != 'C')) {
+		if (recv_full(fd, m, 8) || m[0] != 'M' || (m[1] != 'P' && m[1] != 'C')) {
 			fprintf(stderr, "reader: bad header at message %d\n", k);
 			return 1;
 		}
 		w = m[1] == 'C';
 		memcpy(&i, m + 2, 4);
 		len = (size_t)m[6] << 8 | m[7];
-		if (len < 8 || len > MAXMSG || read_full(fd, m + 8, len - 8) ||
+		if (len < 8 || len > MAXMSG || recv_full(fd, m + 8, len - 8) ||
 		    i != next[w]++ || memcmp(m, want, msg_make(want, m[1], i, len))) {
 			fprintf(stderr, "reader: message %d (writer %c, number %u) wrong\n", k,
 				m[1], i);
@@ -176,7 +148,7 @@ static void test_writers(unsigned short version)
 	int s[2], st_r = 0, st_c = 0, small = 4096, r;
 	pid_t rd, ch;
 
-	connect_pair(s);
+	loopback_pair(s, "test_fork");
 	fflush(stdout);
 	rd = fork();
 	if (rd == 0) {
@@ -254,7 +226,7 @@ static void test_readers(unsigned short version)
 	pid_t wr, ch;
 	uint32_t i;
 
-	connect_pair(s);
+	loopback_pair(s, "test_fork");
 	fflush(stdout);
 	wr = fork();
 	if (wr == 0) {
@@ -301,7 +273,7 @@ static int expect(int fd, const char *want)
 	char got[256];
 	size_t n = strlen(want);
 
-	if (read_full(fd, (uint8_t *)got, n))
+	if (recv_full(fd, (uint8_t *)got, n))
 		return 1;
 	return memcmp(got, want, n) != 0;
 }
@@ -315,7 +287,7 @@ static void test_refork(unsigned short version)
 	int s[2], st = 0, st_r = 0;
 	pid_t rd, c1, c2;
 
-	connect_pair(s);
+	loopback_pair(s, "test_fork");
 	fflush(stdout);
 	rd = fork();
 	if (rd == 0) {
@@ -341,7 +313,7 @@ static void test_refork(unsigned short version)
 	      "refork: the reader gets every record once, in order (no sequence number reused)");
 
 	/* Keys installed in the child after the fork. */
-	connect_pair(s);
+	loopback_pair(s, "test_fork");
 	rd = fork();
 	if (rd == 0) {
 		close(s[0]);

@@ -20,24 +20,10 @@
 
 #include <ulpo/ulpo.h>
 
+#include "../preload/loopback.h"
+
 #define NSEND 60
 #define MAXMSG 16384
-
-static void pair(int fds[2])
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || fds[0] < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (void *)&a, &al) || connect(fds[0], (void *)&a, sizeof(a)) ||
-	    (fds[1] = accept(l, NULL, NULL)) < 0) {
-		perror("device_prog: loopback connection");
-		exit(2);
-	}
-	close(l);
-}
 
 static int install(int fd, int dir)
 {
@@ -80,7 +66,7 @@ int main(void)
 	}
 
 	/* TX through the device; the peer reads raw ciphertext. */
-	pair(t);
+	loopback_pair(t, "device_prog");
 	if (install(t[0], TLS_TX)) {
 		perror("device_prog: TLS_TX");
 		return 1;
@@ -96,7 +82,7 @@ int main(void)
 	close(t[1]);
 
 	/* RX through the device, from the same ciphertext. */
-	pair(r);
+	loopback_pair(r, "device_prog");
 	if (install(r[1], TLS_RX)) {
 		perror("device_prog: TLS_RX");
 		return 1;
