@@ -131,6 +131,7 @@ struct ulpo_ddp_dev {
 	struct ulpo_ddp_dev *next;	/* registry link */
 	void *priv;
 	uint64_t counters[16];		/* the framework's (ulpo_ddp_get_stats); zero it */
+	int slot;			/* the framework's: its entry in `ulpo caps`; zero it */
 };
 
 /* Register a device; it is preferred over those registered before it (and over sw). */

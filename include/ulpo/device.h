@@ -17,10 +17,17 @@ struct ulpo_sock;
 #define ULPO_API __attribute__((visibility("default")))
 #endif
 
+/* Capabilities, named as `ulpo caps` shows them. A connection gets what its device
+ * supports and has enabled when it is set up (ulpo_caps_set, like ethtool -K). */
 enum ulpo_device_cap {
-	ULPO_DEV_CAP_TLS_TX = 1u << 0,
-	ULPO_DEV_CAP_TLS_RX = 1u << 1,
+	ULPO_DEV_CAP_TLS_TX = 1u << 0,		/* "tls-tx": record sealing */
+	ULPO_DEV_CAP_TLS_RX = 1u << 1,		/* "tls-rx": record opening */
+	ULPO_DEV_CAP_TOE = 1u << 2,		/* "toe": whole connections (buffers, transmission,
+						 * receive, close); with tls-tx/tls-rx per direction */
+	ULPO_DEV_CAP_DDP_NVME = 1u << 3,	/* "ddp-nvme": NVMe/TCP direct data placement */
+	ULPO_DEV_CAP_DDP_DDGST = 1u << 4,	/* "ddp-ddgst": NVMe/TCP data digest */
 };
+#define ULPO_DEV_CAP_ALL 0x1fu
 
 enum ulpo_job_op {
 	ULPO_JOB_SEAL,	/* AEAD encrypt src -> dst, write tag */
@@ -66,13 +73,29 @@ struct ulpo_device_ops {
 	/* Queue a job. 0: it will complete through job->complete (possibly before submit
 	 * returns, on an inline device); negative errno: it was not queued. */
 	int (*submit)(struct ulpo_device *dev, struct ulpo_job *job);
+	/* Take a whole connection (the seed's TOE attach), or refuse it: the connection then
+	 * runs on the software path. NULL: every connection is taken. */
+	int (*toe_add)(struct ulpo_device *dev, struct ulpo_sock *sk);
+	void (*toe_del)(struct ulpo_device *dev, struct ulpo_sock *sk);
+	/* A listening socket opened (open) or closed (the seed's tcp_offload_listen_start/
+	 * stop events). */
+	void (*listen)(struct ulpo_device *dev, int fd, int open);
+};
+
+struct ulpo_device_limits {
+	uint32_t max_conns;		/* whole connections at once; 0: no limit */
+	uint32_t sndbuf;		/* bytes a connection may queue for sending */
+	uint32_t rcvbuf;		/* plaintext a connection holds ahead of the reader */
 };
 
 struct ulpo_device {
 	const char *name;
-	uint32_t caps;			/* enum ulpo_device_cap */
+	uint32_t caps;			/* enum ulpo_device_cap: what it supports */
 	const struct ulpo_device_ops *ops;
 	struct ulpo_device *next;	/* registry link */
+	struct ulpo_device_limits limits;
+	int slot;			/* its entry in the run-time table (ulpo caps) */
+	_Atomic unsigned int conns;	/* whole connections it carries now */
 };
 
 /* Register a device; it is preferred over those registered before it. */
@@ -82,5 +105,26 @@ ULPO_API void ulpo_device_unregister(struct ulpo_device *dev);
 ULPO_API struct ulpo_device *ulpo_device_sw(void);
 /* First registered device that has all caps in `caps` and accepts the connection. */
 ULPO_API struct ulpo_device *ulpo_device_bind_tls(struct ulpo_sock *sk, enum ulpo_tls_dir dir);
+/* The device that whole connections go to: the newest registered one with the TOE cap
+ * supported, else sw. Whether it takes a given connection is its toe_add's answer. */
+ULPO_API struct ulpo_device *ulpo_device_toe(void);
+/* Capabilities enabled on dev now (a subset of dev->caps). */
+ULPO_API uint32_t ulpo_device_enabled(const struct ulpo_device *dev);
+
+/* The fault device: the sw device with chosen operations refused or failed, for tests of
+ * every layer. Configured by ULPO_FAULT (comma-separated: "sk_add" refuses every whole
+ * connection and every DDP queue, "sk_add=N" every N-th, "setup=N" fails every N-th DDP
+ * setup, "job=N" fails the N-th crypto job, "record=N" the N-th TX record) or here;
+ * registered (preferred over sw) by the first call or by ULPO_FAULT at startup. */
+struct ulpo_fault_spec {
+	unsigned int sk_add_every;	/* refuse every N-th sk_add/toe_add (1: all); 0 never */
+	unsigned int setup_every;	/* fail every N-th DDP setup; 0 never */
+	unsigned long job_nth;		/* fail the N-th job submitted (1-based); 0 never */
+	unsigned long record_nth;	/* fail the N-th TLS record sealed; 0 never */
+};
+ULPO_API int ulpo_fault_configure(const struct ulpo_fault_spec *spec);
+/* Parse "sk_add=2,setup=3,..." into spec: 0 or -EINVAL. */
+ULPO_API int ulpo_fault_parse(const char *text, struct ulpo_fault_spec *spec);
+ULPO_API void ulpo_fault_remove(void);
 
 #endif

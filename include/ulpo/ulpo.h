@@ -50,6 +50,30 @@ ULPO_API int ulpo_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *
 			const sigset_t *sigmask);
 ULPO_API int ulpo_shutdown(int fd, int how);
 ULPO_API int ulpo_close(int fd);
+/* listen(2) and accept(2): devices hear of listening sockets; an accepted connection
+ * inherits its listener's offload policy (ULPO_NO_OFFLOAD). */
+ULPO_API int ulpo_listen(int fd, int backlog);
+ULPO_API int ulpo_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+ULPO_API int ulpo_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+/* Offload policy (the TOE model, docs/ARCHITECTURE.md). A TLS connection is offloaded
+ * whole to a device (its send and receive buffers and all protocol work on the device's
+ * threads) unless its socket opts out, the process turned offload off, or the device
+ * cannot take it; then the software path (the caller's thread) carries it, with the
+ * same bytes and the same semantics. */
+#define SOL_ULPO 0x756c		/* level of ulpo's own socket options */
+#define ULPO_NO_OFFLOAD 1	/* int; before TCP_ULP, or on a listener: 1 keeps the
+				 * connection on the software path (SO_NO_OFFLOAD) */
+#define ULPO_OFFLOAD_PATH 2	/* int, read-only: ULPO_PATH_* of what the connection got */
+#define ULPO_PATH_TOE_TX 0x1	/* TX offloaded whole */
+#define ULPO_PATH_TOE_RX 0x2	/* RX offloaded whole */
+/* Process-wide (ULPO_OFFLOAD=on|off; on by default): what new connections get. */
+ULPO_API void ulpo_offload_set(int on);
+ULPO_API int ulpo_offload_get(void);
+/* Enable (on) and disable (off) capabilities (ULPO_DEV_CAP_* of ulpo/device.h) of the
+ * device named `device` (NULL: every device) for new connections. 0, or -1 with errno:
+ * ENODEV (no such device), EOPNOTSUPP (a cap it does not support). */
+ULPO_API int ulpo_caps_set(const char *device, uint32_t on, uint32_t off);
 
 ULPO_API const char *ulpo_version(void);
 
@@ -76,6 +100,14 @@ enum ulpo_stat {
 	ULPO_STAT_RX_AHEAD_RECORDS,	/* decrypted in parallel, behind the one being read */
 	ULPO_STAT_ULP_KERNEL,		/* TCP_ULP "tls" handed to the kernel's kTLS */
 	ULPO_STAT_ULP_SW,		/* TCP_ULP "tls" carried by ulpo (the sw device) */
+	ULPO_STAT_TOE_TX,		/* TX directions offloaded whole to a device */
+	ULPO_STAT_TOE_RX,		/* RX directions offloaded whole to a device */
+	ULPO_STAT_TOE_OPT_OUT,		/* connections kept on the software path by policy */
+	ULPO_STAT_TOE_REFUSED,		/* connections the device refused (software path) */
+	ULPO_STAT_TOE_DETACHED,		/* closed with bytes queued: the device finished them */
+	ULPO_STAT_TOE_RESET,		/* closed with SO_LINGER 0: queue dropped, RST */
+	ULPO_STAT_LISTEN_OPEN,		/* listen events given to devices */
+	ULPO_STAT_LISTEN_CLOSE,
 	ULPO_STAT_MAX,
 };
 

@@ -15,6 +15,7 @@
 
 static struct ulpo_stats_page local_page = {
 	.magic = ULPO_STATS_MAGIC, .version = ULPO_STATS_VERSION, .nstats = ULPO_STAT_MAX,
+	.ctl = { .offload = 1 },
 };
 struct ulpo_stats_page *ulpo_stats = &local_page;
 
@@ -39,6 +40,14 @@ static const char *const stat_names[ULPO_STAT_MAX] = {
 	[ULPO_STAT_RX_AHEAD_RECORDS] = "UlpoRxAheadRecords",
 	[ULPO_STAT_ULP_KERNEL] = "UlpoUlpKernel",
 	[ULPO_STAT_ULP_SW] = "UlpoUlpSw",
+	[ULPO_STAT_TOE_TX] = "UlpoToeTx",
+	[ULPO_STAT_TOE_RX] = "UlpoToeRx",
+	[ULPO_STAT_TOE_OPT_OUT] = "UlpoToeOptOut",
+	[ULPO_STAT_TOE_REFUSED] = "UlpoToeRefused",
+	[ULPO_STAT_TOE_DETACHED] = "UlpoToeDetached",
+	[ULPO_STAT_TOE_RESET] = "UlpoToeReset",
+	[ULPO_STAT_LISTEN_OPEN] = "UlpoListenOpen",
+	[ULPO_STAT_LISTEN_CLOSE] = "UlpoListenClose",
 };
 
 const char *ulpo_stat_name(enum ulpo_stat stat)
@@ -97,10 +106,13 @@ static void publish_once(void)
 			fclose(f);
 		}
 	}
-	/* Counts taken before publication move with the page. */
+	/* Counts taken before publication move with the page, and so do the settings. */
 	for (int i = 0; i < ULPO_STAT_MAX; i++)
 		atomic_store(&p->values[i].v, atomic_load(&local_page.values[i].v));
+	pthread_mutex_lock(&ulpo_ctl_lock);
+	ulpo_ctl_copy(&p->ctl, &local_page.ctl);
 	ulpo_stats = p;
+	pthread_mutex_unlock(&ulpo_ctl_lock);
 	if (!atexit_set) {
 		atexit(unpublish);
 		atexit_set = true;
@@ -119,6 +131,7 @@ static void child_after_fork(void)
 
 		atomic_store(&local_page.values[i].v, curr ? atomic_load(&ulpo_stats->values[i].v) : 0);
 	}
+	ulpo_ctl_copy(&local_page.ctl, &ulpo_stats->ctl);	/* the child keeps the settings */
 	ulpo_stats = &local_page;	/* the parent's page stays mapped, unused */
 	page_path[0] = 0;
 	published = false;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include "core/stats.h"
 #include "ddp/ddp.h"
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -33,16 +34,44 @@ void ulpo_ddp_dev_unregister(struct ulpo_ddp_dev *dev)
 	pthread_mutex_unlock(&reg_lock);
 }
 
+/* What the device has enabled: its own setting (ulpo_ddp_set_caps) and the run-time
+ * table's (`ulpo caps --set ddp-nvme=off`), where the device has an entry under its name. */
+static uint32_t ddp_enabled(struct ulpo_ddp_dev *dev)
+{
+	uint32_t e = __atomic_load_n(&dev->caps_enabled, __ATOMIC_RELAXED), t, m = 0;
+
+	if (!dev->slot) {
+		uint32_t caps = 0;
+		int s;
+
+		if (dev->caps_supported & ULPO_DDP_CAP_NVME_TCP)
+			caps |= ULPO_DEV_CAP_DDP_NVME;
+		if (dev->caps_supported & ULPO_DDP_CAP_NVME_TCP_DDGST)
+			caps |= ULPO_DEV_CAP_DDP_DDGST;
+		ulpo_device_toe();	/* the built-in entries first */
+		s = ulpo_ctl_slot(dev->name, caps, NULL);
+		dev->slot = s < 0 ? -1 : s + 1;
+	}
+	if (dev->slot < 0)
+		return e;
+	t = ulpo_ctl_enabled(dev->slot - 1);
+	if (t & ULPO_DEV_CAP_DDP_NVME)
+		m |= ULPO_DDP_CAP_NVME_TCP;
+	if (t & ULPO_DEV_CAP_DDP_DDGST)
+		m |= ULPO_DDP_CAP_NVME_TCP_DDGST;
+	return e & m;
+}
+
 struct ulpo_ddp_dev *ulpo_ddp_dev_find(uint32_t caps)
 {
 	struct ulpo_ddp_dev *dev, *sw = ulpo_ddp_dev_sw();
 
 	pthread_mutex_lock(&reg_lock);
 	for (dev = reg_head; dev; dev = dev->next)
-		if ((__atomic_load_n(&dev->caps_enabled, __ATOMIC_RELAXED) & caps) == caps)
+		if ((ddp_enabled(dev) & caps) == caps)
 			break;
 	pthread_mutex_unlock(&reg_lock);
-	if (!dev && (__atomic_load_n(&sw->caps_enabled, __ATOMIC_RELAXED) & caps) == caps)
+	if (!dev && (ddp_enabled(sw) & caps) == caps)
 		dev = sw;
 	return dev;
 }
@@ -125,7 +154,7 @@ int ulpo_ddp_ddgst_check(struct ulpo_ddp_dev *dev, struct ulpo_ddp_sk *sk,
 {
 	int r;
 
-	if (!(__atomic_load_n(&dev->caps_enabled, __ATOMIC_RELAXED) & ULPO_DDP_CAP_NVME_TCP_DDGST) ||
+	if (!(ddp_enabled(dev) & ULPO_DDP_CAP_NVME_TCP_DDGST) ||
 	    !dev->ops->ddgst_check)
 		return -EOPNOTSUPP;
 	r = dev->ops->ddgst_check(dev, sk, pl, len, ddgst);

@@ -17,8 +17,11 @@ static const struct ulpo_device_ops sw_ops = {
 
 static struct ulpo_device sw_device = {
 	.name = "sw",
-	.caps = ULPO_DEV_CAP_TLS_TX | ULPO_DEV_CAP_TLS_RX,
+	.caps = ULPO_DEV_CAP_TLS_TX | ULPO_DEV_CAP_TLS_RX | ULPO_DEV_CAP_TOE,
 	.ops = &sw_ops,
+	/* A whole connection may queue 8 MiB to send (the kernel's tcp_wmem maximum is 4 MiB
+	 * of its own, on top) and hold 1 MiB of plaintext ahead of its reader. */
+	.limits = { .max_conns = 0, .sndbuf = 8u << 20, .rcvbuf = 1u << 20 },
 };
 
 struct ulpo_device *ulpo_device_sw(void)
