@@ -1,5 +1,5 @@
-/* ulpo.c - the `ulpo` command: version, stats of running processes, the demo, the
- * benchmarks, running a program on the preload shim, NVMe/TCP target and host. */
+/* ulpo.c - the `ulpo` command: version, stats and capabilities of running processes, the
+ * demo, the benchmarks, running a program on the preload shim, NVMe/TCP target and host. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +14,9 @@ static void usage(FILE *f)
 		"  version               print the library version\n"
 		"  stats [--pid P] [--json]\n"
 		"                        counters of processes running ulpo (kernel tls_stat names)\n"
+		"  caps [--pid P] [--json] [--device NAME] [--set CAP=on|off,...] [--offload on|off]\n"
+		"                        devices' capabilities and the offload policy of a process;\n"
+		"                        --set and --offload change what its new connections get\n"
 		"  demo [--mib N]        TLS transfer through ulpo with real peers, then counters\n"
 		"  bench tls [options]   TCP vs OpenSSL vs ulpo (inline/async), AES-128-GCM and\n"
 		"                        SM4-GCM, 1 and 4 streams: table and ulpo-bench-tls.png\n"
@@ -37,6 +40,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "stats"))
 		return ulpo_cmd_stats(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "caps"))
+		return ulpo_cmd_caps(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "demo"))
 		return ulpo_cmd_demo(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))

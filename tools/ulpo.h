@@ -3,6 +3,7 @@
 #define ULPO_TOOLS_H
 
 int ulpo_cmd_stats(int argc, char **argv);
+int ulpo_cmd_caps(int argc, char **argv);
 int ulpo_cmd_demo(int argc, char **argv);
 int ulpo_cmd_bench(int argc, char **argv);
 int ulpo_cmd_run(int argc, char **argv);
