@@ -41,6 +41,9 @@ enum ulpo_job_op {
 /* The submitting thread runs queued jobs itself while it waits for this one: an engine
  * keeps a core for it rather than wake a worker for every core. */
 #define ULPO_JOB_F_SUBMITTER_HELPS 0x2
+/* The job runs on the device's own threads, never the submitter's, even on an inline
+ * engine: the submitter is an application thread of an offloaded connection. */
+#define ULPO_JOB_F_DEVICE 0x4
 
 struct ulpo_job {
 	enum ulpo_job_op op;

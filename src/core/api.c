@@ -97,11 +97,56 @@ static int kernel_device(int fd, const void *optval, socklen_t optlen)
 	return 0;
 }
 
+/* ---- SOL_ULPO: the offload policy of a socket (any TCP socket, before TCP_ULP) ---- */
+
+static int ulpo_opt_set(int fd, int optname, const void *optval, socklen_t optlen)
+{
+	struct ulpo_sock *sk;
+	int v, r;
+
+	if (optname != ULPO_NO_OFFLOAD)
+		return optname == ULPO_OFFLOAD_PATH ? -EPERM : -ENOPROTOOPT;
+	if (!optval || optlen < sizeof(int))
+		return optval ? -EINVAL : -EFAULT;
+	memcpy(&v, optval, sizeof(v));
+	r = ulpo_sock_get_or_create(fd, &sk);
+	if (r < 0)
+		return r;
+	sk->no_offload = v != 0;
+	ulpo_sock_put(sk);
+	return 0;
+}
+
+static int ulpo_opt_get(int fd, int optname, void *optval, socklen_t *optlen)
+{
+	struct ulpo_sock *sk;
+	int v = 0;
+
+	if (optname != ULPO_NO_OFFLOAD && optname != ULPO_OFFLOAD_PATH)
+		return -ENOPROTOOPT;
+	if (!optlen || !optval)
+		return -EFAULT;
+	if (*optlen < sizeof(int))
+		return -EINVAL;
+	if (ulpo_sys_fcntl(fd, F_GETFD, 0) < 0)
+		return -errno;
+	sk = ulpo_sock_lookup(fd);
+	if (sk) {
+		v = optname == ULPO_NO_OFFLOAD ? sk->no_offload : sk->toe_path;
+		ulpo_sock_put(sk);
+	}
+	memcpy(optval, &v, sizeof(v));
+	*optlen = sizeof(v);
+	return 0;
+}
+
 int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
 {
 	struct ulpo_sock *sk;
 	int r;
 
+	if (level == SOL_ULPO)
+		return (int)ret_errno(ulpo_opt_set(fd, optname, optval, optlen));
 	if (level == SOL_TCP && optname == TCP_ULP) {
 		int proto;
 		socklen_t pl = sizeof(proto);
@@ -130,9 +175,12 @@ int ulpo_setsockopt(int fd, int level, int optname, const void *optval, socklen_
 
 int ulpo_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
 {
-	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+	struct ulpo_sock *sk;
 	int r;
 
+	if (level == SOL_ULPO)
+		return (int)ret_errno(ulpo_opt_get(fd, optname, optval, optlen));
+	sk = ulpo_sock_lookup(fd);
 	if (!sk)
 		return ulpo_sys_getsockopt(fd, level, optname, optval, optlen);
 	if (closing(sk))
@@ -476,6 +524,8 @@ int ulpo_close(int fd)
 		errno = EBADF;
 		return -1;
 	}
+	if (sk->listening)
+		ulpo_device_listen(sk->fd, 0);
 	/* Closed records reach the wire before the fd goes; the socket stays in the table
 	 * (closing) until then, so no call of another thread reaches the raw fd. */
 	if (sk->proto->release)
@@ -487,6 +537,50 @@ int ulpo_close(int fd)
 	ulpo_sock_put(sk);
 	errno = e;
 	return r;
+}
+
+/* ---- listen events: devices hear of listening sockets; accepted connections inherit
+ * the listener's policy ---- */
+
+int ulpo_listen(int fd, int backlog)
+{
+	struct ulpo_sock *sk;
+	int r = ulpo_sys_listen(fd, backlog);
+
+	if (r < 0)
+		return r;
+	/* Only the first listen() is an event (a second one changes the backlog). */
+	if (ulpo_sock_get_or_create(fd, &sk) == 0) {
+		if (!sk->listening) {
+			sk->listening = true;
+			ulpo_device_listen(fd, 1);
+		}
+		ulpo_sock_put(sk);
+	}
+	return 0;
+}
+
+int ulpo_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	struct ulpo_sock *l, *sk;
+	int nfd = ulpo_sys_accept4(fd, addr, addrlen, flags);
+
+	if (nfd < 0 || !ulpo_sock_maybe(fd))
+		return nfd;
+	l = ulpo_sock_lookup(fd);
+	if (!l)
+		return nfd;
+	if (l->no_offload && ulpo_sock_get_or_create(nfd, &sk) == 0) {
+		sk->no_offload = true;
+		ulpo_sock_put(sk);
+	}
+	ulpo_sock_put(l);
+	return nfd;
+}
+
+int ulpo_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	return ulpo_accept4(fd, addr, addrlen, 0);
 }
 
 static long long ts_ns(const struct timespec *t)
@@ -515,6 +609,41 @@ struct poll_slot {
 
 #define BUSY_SLICE_NS 1000000LL	/* completions on engine threads do not wake poll() */
 
+__thread bool ulpo_poll_wake_ok;
+__thread int ulpo_poll_wake_fd = -1;
+
+/* ppoll on the caller's fds and, when a socket named one, the eventfd its device writes
+ * when readiness changes on its threads (drained here: the loop asks the sockets again). */
+static int ppoll_woken(struct pollfd *fds, nfds_t nfds, int wake_fd, const struct timespec *t,
+		       const sigset_t *sigmask)
+{
+	struct pollfd stack_kf[33], *kf = stack_kf;
+	uint64_t v;
+	int r;
+
+	if (wake_fd < 0)
+		return ulpo_sys_ppoll(fds, nfds, t, sigmask);
+	if (nfds >= 33) {
+		kf = malloc((nfds + 1) * sizeof(*kf));
+		if (!kf)
+			return -1;
+	}
+	memcpy(kf, fds, nfds * sizeof(*kf));
+	kf[nfds] = (struct pollfd){ .fd = wake_fd, .events = POLLIN };
+	r = ulpo_sys_ppoll(kf, nfds + 1, t, sigmask);
+	if (r >= 0) {
+		for (nfds_t i = 0; i < nfds; i++)
+			fds[i].revents = kf[i].revents;
+		if (kf[nfds].revents) {
+			(void)!ulpo_sys_read(wake_fd, &v, sizeof(v));
+			r--;
+		}
+	}
+	if (kf != stack_kf)
+		free(kf);
+	return r;
+}
+
 static int poll_loop(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		     const sigset_t *sigmask, struct poll_slot *sl)
 {
@@ -530,6 +659,8 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, const struct timespec *tim
 
 		if (timeout && left < 0)
 			left = 0;
+		ulpo_poll_wake_ok = true;
+		ulpo_poll_wake_fd = -1;
 		for (i = 0; i < nfds; i++) {
 			sl[i].own = 0;
 			if (sl[i].sk) {
@@ -548,7 +679,8 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, const struct timespec *tim
 			left = BUSY_SLICE_NS;
 		t.tv_sec = left < 0 ? 0 : left / 1000000000LL;
 		t.tv_nsec = left < 0 ? 0 : left % 1000000000LL;
-		r = ulpo_sys_ppoll(fds, nfds, left < 0 ? NULL : &t, sigmask);
+		ulpo_poll_wake_ok = false;
+		r = ppoll_woken(fds, nfds, ulpo_poll_wake_fd, left < 0 ? NULL : &t, sigmask);
 		if (r < 0)
 			return r;
 		r = 0;

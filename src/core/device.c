@@ -11,6 +11,7 @@
 #include <ulpo/ddp.h>
 #include <ulpo/device.h>
 
+#include "core/sock.h"
 #include "core/stats.h"
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -99,6 +100,22 @@ struct ulpo_device *ulpo_device_bind_tls(struct ulpo_sock *sk, enum ulpo_tls_dir
 			dev->ops->tls_add(dev, sk, dir);
 	}
 	return dev;
+}
+
+void ulpo_device_listen(int fd, int open)
+{
+	struct ulpo_device *dev, *sw = ulpo_device_sw();
+
+	pthread_once(&init_once, registry_init);
+	ulpo_stats_publish();
+	ulpo_stat_add(open ? ULPO_STAT_LISTEN_OPEN : ULPO_STAT_LISTEN_CLOSE, 1);
+	pthread_mutex_lock(&reg_lock);
+	for (dev = devices; dev; dev = dev->next)
+		if (dev->ops->listen)
+			dev->ops->listen(dev, fd, open);
+	pthread_mutex_unlock(&reg_lock);
+	if (sw->ops->listen)
+		sw->ops->listen(sw, fd, open);
 }
 
 struct ulpo_device *ulpo_device_toe(void)

@@ -65,9 +65,19 @@ struct ulpo_sock {
 	int *aliases;
 	unsigned int naliases;
 	struct ulpo_device *dev;
+	/* Offload policy (SOL_ULPO): kept on the software path; and what it got. */
+	bool no_offload;
+	bool listening;			/* listen() was called through ulpo */
+	uint8_t toe_path;		/* ULPO_PATH_* */
 };
 
 extern const struct ulpo_proto ulpo_tcp_proto;
+
+/* Set by poll_loop (api.c) while it asks the sockets: a ULP whose readiness changes on
+ * its own threads may name an eventfd to be woken by (ulpo_poll_wake_fd), and poll_loop
+ * waits on it with the caller's fds. */
+extern __thread bool ulpo_poll_wake_ok;
+extern __thread int ulpo_poll_wake_fd;
 
 /* Table: fd -> socket. Lookups take a reference. */
 struct ulpo_sock *ulpo_sock_lookup(int fd);
@@ -110,6 +120,9 @@ int ulpo_tcp_setsockopt(struct ulpo_sock *sk, int level, int optname,
 			const void *optval, socklen_t optlen);
 int ulpo_tcp_getsockopt(struct ulpo_sock *sk, int level, int optname,
 			void *optval, socklen_t *optlen);
+
+/* Listen events to every device (the seed's tcp_offload_listen_start/stop), counted. */
+void ulpo_device_listen(int fd, int open);
 
 /* ULP registry: "tls" is built in; install swaps sk->proto. */
 int ulpo_ulp_install(struct ulpo_sock *sk, const char *name, size_t len);

@@ -105,4 +105,14 @@ static inline int ulpo_sys_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 	return ulpo_sys_ppoll(fds, nfds, timeout_ms < 0 ? NULL : &ts, NULL);
 }
 
+static inline int ulpo_sys_listen(int fd, int backlog)
+{
+	return (int)syscall(SYS_listen, fd, backlog);
+}
+
+static inline int ulpo_sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	return (int)syscall(SYS_accept4, fd, addr, len, flags);
+}
+
 #endif

@@ -72,6 +72,7 @@ static struct {
 static atomic_size_t queued;
 
 static atomic_int mode = ULPO_ENGINE_INLINE;
+__thread bool ulpo_on_device;
 
 /* Counters on their own cache lines: submitters write one, workers the other. */
 static struct {
@@ -236,6 +237,7 @@ static void *worker_main(void *arg)
 	struct worker *next;
 
 	pthread_setname_np(pthread_self(), "ulpo-worker");
+	ulpo_on_device = true;
 	pthread_mutex_lock(&q.lock);
 	while (self < q.target) {
 		if (q.count == 0) {
@@ -470,8 +472,8 @@ int ulpo_engine_submit(struct ulpo_job *job)
 	pthread_once(&init_once, engine_init);
 	/* Relaxed: the mode only picks a path, it publishes nothing. A submit ordered after
 	 * ulpo_engine_set_config (same thread, or synchronized with it) sees the new mode. */
-	if (atomic_load_explicit(&mode, memory_order_relaxed) == ULPO_ENGINE_ASYNC &&
-	    !(job->flags & ULPO_JOB_F_INLINE))
+	if ((atomic_load_explicit(&mode, memory_order_relaxed) == ULPO_ENGINE_ASYNC ||
+	     (job->flags & ULPO_JOB_F_DEVICE)) && !(job->flags & ULPO_JOB_F_INLINE))
 		return queue_job(job);
 	atomic_fetch_add_explicit(&st.submitted, 1, memory_order_relaxed);
 	run_and_complete(job, take_injection());

@@ -38,6 +38,9 @@ int ulpo_engine_submit(struct ulpo_job *job);
  * (the record layer's completions only trylock, and never wait: work in flight holds a
  * socket reference, so a completion that drops the last one finds nothing to wait for). */
 bool ulpo_engine_help(void);
+/* True on the engine's workers and the device's work thread: the threads that do an
+ * offloaded connection's protocol work (never an application thread). */
+extern __thread bool ulpo_on_device;
 
 /* Changes in a child after fork(): jobs queued or running before it will never complete
  * there (the child has no copy of the parent's workers). */

@@ -62,9 +62,8 @@ struct tls_context {
 
 	/* TX (under sk->tx_lock) */
 	uint16_t tx_max_payload;	/* TLS_TX_MAX_PAYLOAD_LEN, default 2^14 */
-	/* Deferred transmit when TCP was full (tls_txwork.c): armed in the process's
-	 * epoll set, which set (-1: none) and under which fd. */
-	atomic_bool tx_work_armed;
+	/* The work thread's epoll set (tls_txwork.c): which set it is registered in (-1:
+	 * none) and under which fd. */
 	int tx_work_epfd, tx_work_fd;
 	bool zerocopy_ro;
 	uint8_t *open_buf;		/* plaintext of the open record (MSG_MORE) */
@@ -104,6 +103,24 @@ struct tls_context {
 	uint64_t rx_shadow_mask;	/* bit i: the i-th held record's plaintext is there */
 	uint64_t rx_ahead_new;		/* bit i: ... and no call has looked at it yet */
 	struct tls_rx_par *rx_par;
+
+	/* Whole-connection offload (tls_toe.c): the device does this connection's protocol
+	 * work on its threads; the application's calls only copy into and out of buffers. */
+	struct ulpo_device *toe_dev;	/* took the connection; NULL: software path */
+	uint8_t toe_allow;		/* ULPO_PATH_* its caps gave this connection */
+	bool toe_tx, toe_rx;		/* directions it carries (keyed) */
+	_Atomic uint32_t work_ev;	/* EPOLLIN/EPOLLOUT armed in the work set */
+	_Atomic uint32_t work_pending;	/* TOE_WORK_* rung on the doorbell, not run yet */
+	_Atomic unsigned int toe_gen;	/* futex word: the device made progress */
+	_Atomic int toe_waiters;
+	_Atomic int toe_wake_fd;	/* a poll()ing thread's eventfd, or -1 */
+	atomic_bool toe_rx_missed;	/* the device found the RX lock taken */
+	bool toe_rx_stuck;		/* the record after the held ones is the reader's */
+	bool toe_rx_full;		/* no room: the reader's consumption resumes the device */
+	bool toe_fin;			/* shutdown(SHUT_WR): FIN once the queue is on the wire */
+	bool toe_fin_sent;
+	int toe_fd;			/* after close(): the fd the device finishes on, or -1 */
+	size_t toe_sndbuf;		/* SO_SNDBUF the application set (0: the device's) */
 
 	/* Shared with other processes since a fork() (tls_share.c): NULL until then. */
 	_Atomic(struct tls_share *) share;
@@ -180,6 +197,10 @@ size_t tls_share_pend(const struct tls_context *ctx);
 void tls_share_store_missed(struct tls_context *ctx, bool tx);
 int tls_share_push(struct tls_context *ctx, int sflags);
 
+#define TOE_WORK_TX 0x1		/* tu_send: records to push */
+#define TOE_WORK_RX 0x2		/* tu_rcvd: read and decrypt ahead of the reader */
+void tls_toe_kick(struct tls_context *ctx, uint32_t work);
+
 /* The TX and RX locks of a TLS socket: the socket's own and, once the socket is shared
  * with another process, the shared one too (which brings the state up to date). */
 static inline bool tls_shared(const struct tls_context *ctx)
@@ -242,7 +263,47 @@ static inline void tls_rx_unlock(struct tls_context *ctx)
 	pthread_mutex_unlock(&ctx->sk->rx_lock);
 	if (!shared && tls_shared(ctx))
 		tls_share_store_missed(ctx, false);	/* shared meanwhile (fork) */
+	/* The device found the lock taken: it runs again now that it is free. */
+	if (ctx->toe_rx && atomic_load_explicit(&ctx->toe_rx_missed, memory_order_relaxed) &&
+	    atomic_exchange(&ctx->toe_rx_missed, false))
+		tls_toe_kick(ctx, TOE_WORK_RX);
 }
+
+/* tls_toe.c: whole-connection offload (the TOE model of the seed's toedev). */
+/* At ULP install: the policy and the device decide (counted); at a direction's first
+ * key: whether the device carries it. */
+void tls_toe_attach(struct tls_context *ctx);
+void tls_toe_key(struct tls_context *ctx, bool tx);
+void tls_toe_detach_dev(struct tls_context *ctx);
+/* Ring the device's doorbell for this connection (any thread). */
+void tls_toe_kick(struct tls_context *ctx, uint32_t work);
+/* The device's work for the connection (work thread, or a completion on a worker). */
+void tls_toe_run(struct tls_context *ctx, uint32_t work, uint32_t events);
+/* Progress the application may be waiting for: wake blocked calls and a poller. */
+void tls_toe_wake(struct tls_context *ctx);
+/* Sleep until the device's next progress after gen (RX or TX), at most ns (<0: no
+ * limit): 0, -ETIMEDOUT or -EINTR. Called without the direction's lock. */
+int tls_toe_wait(struct tls_context *ctx, unsigned int gen, long long ns);
+/* close(): SO_LINGER 0 drops the queue (RST); otherwise a queue still unsent is left to
+ * the device, which sends it, then the FIN, on a private fd (true: it took the socket). */
+bool tls_toe_release(struct tls_context *ctx);
+int tls_toe_shutdown(struct tls_context *ctx);
+/* The RX step on the device: called with the RX lock held. */
+void tls_toe_rx_step(struct tls_context *ctx);
+/* A poll()ing thread's eventfd the device writes to (-1 if none for this thread). */
+int tls_toe_poll_fd(void);
+bool tls_toe_sendable(struct tls_context *ctx);
+/* SO_SNDBUF set by the application: an offloaded connection's queue follows it. */
+void tls_toe_sndbuf(struct tls_context *ctx);
+/* On the device, with the TX lock held, after a push: FIN, a closed socket's end. */
+void tls_toe_txq_done(struct tls_context *ctx);
+/* Sockets the device finishes after close(), by their private fd. */
+struct ulpo_sock *tls_toe_detached_get(int fd);
+void tls_toe_exit_flush(long *left_ms);
+
+/* tls_txwork.c: the work thread (deferred transmit, and the device's thread) */
+void tls_work_arm(struct tls_context *ctx, uint32_t events);
+int tls_work_doorbell(struct ulpo_sock *sk);
 
 /* tls_rx.c */
 ssize_t tls_sw_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags);
@@ -250,6 +311,10 @@ ssize_t tls_sw_splice_read(struct ulpo_sock *sk, void *buf, size_t len, int flag
 /* Whether a whole record or held plaintext is ready; reads what TCP has without
  * blocking when `fill`. */
 bool tls_rx_ready(struct tls_context *ctx, bool fill);
+/* A quiet connection gives back its buffers (rx lock held). */
+void tls_rx_quiet(struct tls_context *ctx);
+/* Read what TCP has without waiting: >0, 0 at EOF (rx_eof), negative errno (sk_err). */
+ssize_t tls_rx_fill_nowait(struct tls_context *ctx);
 void tls_rx_free(struct tls_context *ctx);
 /* Check the 5-byte header: the record's total wire length, 0 if more bytes are needed,
  * or a negative errno as the kernel's tls_rx_msg_size. */

@@ -209,6 +209,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	ctx->rcvlowat = sock_rcvlowat(sk->fd);
 	tls_txq_init(ctx);
 	tls_share_init();
+	tls_toe_attach(ctx);	/* which path carries the connection */
 	pthread_mutex_lock(&sk->tx_lock);
 	pthread_mutex_lock(&sk->rx_lock);
 	sk->ulp = ctx;
@@ -277,6 +278,8 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		tls_crypto_wipe(&ctx->tx);
 		ctx->tx = fresh;
 		ctx->tx_key_gen++;
+		if (!ready)
+			tls_toe_key(ctx, true);
 		ctx->tx_ready = true;
 		tls_tx_unlock(ctx);
 	} else {
@@ -285,9 +288,13 @@ static int setsockopt_conf(struct tls_context *ctx, const void *optval, socklen_
 		tls_crypto_wipe(&ctx->rx);
 		ctx->rx = fresh;
 		ctx->rx_key_gen++;
+		if (!ready)
+			tls_toe_key(ctx, false);
 		ctx->rx_ready = true;
 		ctx->key_update_pending = false;
 		tls_rx_unlock(ctx);
+		if (ctx->toe_rx)
+			tls_toe_kick(ctx, TOE_WORK_RX);	/* read ahead from now on */
 	}
 	explicit_bzero(&fresh, sizeof(fresh));
 	if (ready) {
@@ -328,6 +335,8 @@ static int tls_setsockopt(struct ulpo_sock *sk, int level, int optname,
 
 		if (r == 0 && level == SOL_SOCKET && optname == SO_RCVLOWAT)
 			ctx->rcvlowat = sock_rcvlowat(sk->fd);
+		if (r == 0 && level == SOL_SOCKET && optname == SO_SNDBUF)
+			tls_toe_sndbuf(ctx);
 		return r;
 	}
 	switch (optname) {
@@ -569,6 +578,24 @@ static ssize_t tls_sendfile(struct ulpo_sock *sk, int in_fd, off_t *offset, size
 	return tls_sw_sendfile(sk, in_fd, offset, count);
 }
 
+/* A poll() that can wait on an eventfd besides the caller's fds (poll_loop) gets the
+ * device's wakeups through it; otherwise (the shim's epoll) it polls in slices. */
+static bool toe_poll_register(struct tls_context *ctx)
+{
+	int fd;
+
+	if (!ulpo_poll_wake_ok)
+		return false;
+	fd = tls_toe_poll_fd();
+	if (fd < 0)
+		return false;
+	/* seq_cst: before readiness is looked at, so the device's wake after its next
+	 * progress finds it (tls_toe_wake). */
+	atomic_store(&ctx->toe_wake_fd, fd);
+	ulpo_poll_wake_fd = fd;
+	return true;
+}
+
 static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_events,
 		      bool *ret_busy)
 {
@@ -580,13 +607,36 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 		own |= POLLERR;
 	/* Poll never waits for another process's call on a shared socket (a blocking
 	 * read there holds the direction): then the kernel's view of TCP is reported. */
-	if ((ctx->rx_ready || tls_shared(ctx)) && (events & (POLLIN | POLLRDNORM)) &&
-	    tls_rx_lock_poll(ctx)) {
+	if (ctx->toe_rx && (events & (POLLIN | POLLRDNORM))) {
+		/* Offloaded: readiness is the device's; TCP's would only race with it. */
+		kev &= ~(POLLIN | POLLRDNORM);
+		if (!toe_poll_register(ctx))
+			*ret_busy = true;
+		tls_rx_lock(ctx);
+		if (tls_rx_ready(ctx, false))
+			own |= events & (POLLIN | POLLRDNORM);
+		tls_rx_unlock(ctx);
+	} else if ((ctx->rx_ready || tls_shared(ctx)) && (events & (POLLIN | POLLRDNORM)) &&
+		   tls_rx_lock_poll(ctx)) {
 		if (ctx->rx_ready && tls_rx_ready(ctx, false))
 			own |= events & (POLLIN | POLLRDNORM);
 		tls_rx_unlock(ctx);
 	}
-	if (ctx->tx_ready && tls_tx_lock_poll(ctx)) {
+	if (ctx->toe_tx) {
+		/* Writable while the device's send buffer has room. */
+		kev &= ~(POLLOUT | POLLWRNORM);
+		if (events & (POLLOUT | POLLWRNORM)) {
+			bool room;
+
+			if (!toe_poll_register(ctx))
+				*ret_busy = true;
+			tls_tx_lock(ctx);
+			room = tls_txq_writable(ctx) || ctx->txq_broken;
+			tls_tx_unlock(ctx);
+			if (room)
+				own |= events & (POLLOUT | POLLWRNORM);
+		}
+	} else if (ctx->tx_ready && tls_tx_lock_poll(ctx)) {
 		/* Records TCP has not taken go out when it has room, whether or not the
 		 * caller asked for POLLOUT: this is the kernel's deferred tx work. */
 		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -606,13 +656,13 @@ static short tls_poll_finish(struct ulpo_sock *sk, short events, short krev)
 	struct tls_context *ctx = tls_ctx(sk);
 	short rev = krev;
 
-	if (ctx->tx_ready && (krev & POLLOUT) && tls_tx_lock_poll(ctx)) {
+	if (ctx->tx_ready && !ctx->toe_tx && (krev & POLLOUT) && tls_tx_lock_poll(ctx)) {
 		tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (!tls_txq_writable(ctx))
 			rev &= ~(POLLOUT | POLLWRNORM);
 		tls_tx_unlock(ctx);
 	}
-	if (ctx->rx_ready && (krev & (POLLIN | POLLRDNORM))) {
+	if (ctx->rx_ready && !ctx->toe_rx && (krev & (POLLIN | POLLRDNORM))) {
 		/* Bytes in TCP are readable only once they make a whole record. */
 		if (tls_rx_lock_poll(ctx)) {
 			if (!tls_rx_ready(ctx, true))
@@ -627,6 +677,14 @@ static int tls_shutdown(struct ulpo_sock *sk, int how)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 
+	if (ctx->toe_tx && (how == SHUT_WR || how == SHUT_RDWR)) {
+		/* tu_disconnect: the device sends the FIN after the queue. */
+		int r = tls_toe_shutdown(ctx);
+
+		if (r < 0 || how == SHUT_WR)
+			return r;
+		return ulpo_sys_shutdown(sk->fd, SHUT_RD) ? -errno : 0;
+	}
 	if (tx_keyed(ctx) && (how == SHUT_WR || how == SHUT_RDWR)) {
 		/* Closed records reach the wire before the FIN. */
 		tls_tx_lock(ctx);
@@ -642,11 +700,15 @@ static void tls_release(struct ulpo_sock *sk)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 
+	/* Offloaded: close() returns now; the device finishes the queue (or resets). */
+	if (tls_toe_release(ctx))
+		goto rx;
 	tls_tx_lock(ctx);
 	if (ctx->tx_ready)
 		tls_txq_flush(ctx, MSG_NOSIGNAL);
 	tls_tx_work_forget(ctx);
 	tls_tx_unlock(ctx);
+rx:
 	/* A decrypt-ahead batch still in flight ends here, and with it its reference. */
 	tls_rx_lock(ctx);
 	tls_rx_ahead_finish(ctx);
@@ -685,6 +747,7 @@ __attribute__((destructor)) static void tls_exit_flush(void)
 	long left_ms = EXIT_FLUSH_MS;
 
 	ulpo_sock_for_each(flush_at_exit, &left_ms);
+	tls_toe_exit_flush(&left_ms);
 }
 
 /* The deferred-transmit set knows the socket by fd number: the old one (still open) is
@@ -707,6 +770,7 @@ static void tls_destroy(struct ulpo_sock *sk)
 		ulpo_stat_add(ULPO_STAT_TLS_CURR_TX_SW, -1);
 	if (ctx->rx_ready)
 		ulpo_stat_add(ULPO_STAT_TLS_CURR_RX_SW, -1);
+	tls_toe_detach_dev(ctx);
 	sk->ulp = NULL;
 	tls_ctx_free(ctx);	/* wipes keys and buffers */
 }

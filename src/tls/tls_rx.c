@@ -3,6 +3,8 @@
  * in place in the receive buffer otherwise, and recvmsg with the kernel's rules for
  * record types, cmsgs, peek, waitall, low-water mark and errors (net/tls/tls_sw.c). */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,7 +57,7 @@ void tls_rx_free(struct tls_context *ctx)
  * sleep): the connection is quiet. An idle connection keeps no
  * record buffers (a few hundred bytes of state instead of ~100 KiB): the receive buffer
  * goes if it holds nothing, and the TX side's spare records if no send is running. */
-static void rx_quiet(struct tls_context *ctx)
+void tls_rx_quiet(struct tls_context *ctx)
 {
 	if (ctx->rx_head != ctx->rx_tail || ctx->rx_ndec)
 		return;
@@ -88,7 +90,7 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 		n = rx_fill(ctx, true);
 		if (n != -EAGAIN)
 			return n;
-		rx_quiet(ctx);
+		tls_rx_quiet(ctx);
 		n = rx_wait_readable(ctx->sk->fd);
 		if (n < 0)
 			return n;
@@ -97,10 +99,12 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 		nonblock = true;
 	}
 	if (!ctx->rxbuf) {
-		ctx->rxbuf = malloc(RX_CAP);
+		size_t cap = ctx->toe_rx ? RX_CAP_TOE : RX_CAP;
+
+		ctx->rxbuf = malloc(cap);
 		if (!ctx->rxbuf)
 			return -ENOMEM;
-		ctx->rx_cap = RX_CAP;
+		ctx->rx_cap = cap;
 	}
 	if (ctx->rx_stopped) {
 		/* Bytes after a bad header are never parsed again: drop them, but keep
@@ -131,7 +135,7 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 
 /* Take what TCP has without waiting: >0 bytes, 0 at EOF (rx_eof set), or a negative
  * errno. An error TCP reported was cleared there: it is kept for the next read. */
-static ssize_t rx_fill_nowait(struct tls_context *ctx)
+ssize_t tls_rx_fill_nowait(struct tls_context *ctx)
 {
 	ssize_t n = rx_fill(ctx, true);
 
@@ -157,11 +161,13 @@ bool tls_rx_ready(struct tls_context *ctx, bool fill)
 		return false;	/* even with held data, as the kernel's tls_sk_poll */
 	if (ctx->rx_ndec || ctx->rx_fatal || atomic_load(&ctx->sk->err))
 		return true;
+	/* A whole record not decrypted yet: on an offloaded connection the device is on it
+	 * and a read waits for it. */
 	sz = ctx->rxbuf && !ctx->rx_stopped ? rx_whole(ctx, 0) : 0;
 	if (sz != 0)
 		return true;
-	if (fill) {
-		ssize_t n = rx_fill_nowait(ctx);
+	if (fill && !ctx->toe_rx) {
+		ssize_t n = tls_rx_fill_nowait(ctx);
 
 		if (n <= 0)
 			return n != -EAGAIN;
@@ -411,8 +417,91 @@ static void rx_read_ahead(struct tls_context *ctx, bool caller_full)
 		return;
 	/* A read that still had room has just asked TCP already. */
 	if (caller_full && (ctx->rx_cap - ctx->rx_tail >= TLS_MAX_WIRE || ctx->rx_head))
-		rx_fill_nowait(ctx);
+		tls_rx_fill_nowait(ctx);
 	tls_rx_ahead_kick(ctx);
+}
+
+/* SO_RCVTIMEO, for a read that waits for the device: nanoseconds, or -1 for none. */
+static long long rcvtimeo_ns(int fd)
+{
+	struct timeval tv = { 0 };
+	socklen_t len = sizeof(tv);
+
+	if (ulpo_sys_getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) ||
+	    (!tv.tv_sec && !tv.tv_usec))
+		return -1;
+	return (long long)tv.tv_sec * 1000000000LL + (long long)tv.tv_usec * 1000;
+}
+
+static bool rx_nonblock(int fd, int flags)
+{
+	int fl;
+
+	if (flags & MSG_DONTWAIT)
+		return true;
+	fl = ulpo_sys_fcntl(fd, F_GETFL, 0);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* An offloaded connection's reader found nothing held at its position. Either the device
+ * is reading or decrypting (wait for it: 1, look again), or what comes next is the
+ * reader's own to handle (0: the software path's steps: an error to report, a record the
+ * device left, EOF), or the call ends here (-1, *err set; 0 for a read that has enough).
+ * The reader never reads TCP or decrypts an ordinary record itself. */
+static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool enough,
+			   long *err)
+{
+	unsigned int gen;
+	long long ns = -1;
+	long sz;
+	int r;
+
+	if (ctx->rx_fatal || ctx->key_update_pending || ctx->rx_stopped)
+		return 0;
+	sz = ctx->rxbuf ? rx_whole(ctx, rel) : 0;
+	if (sz < 0 || (sz > 0 && ctx->toe_rx_stuck))
+		return 0;
+	if (sz == 0) {
+		if (ctx->rx_eof && !enough)
+			return 0;
+		if (enough) {
+			*err = 0;
+			return -1;
+		}
+		if (atomic_load(&ctx->sk->err))
+			return 0;
+		if (ctx->toe_rx_full) {
+			/* Peeking past all the device may hold. */
+			*err = -EAGAIN;
+			return -1;
+		}
+		if (rx_nonblock(ctx->sk->fd, flags)) {
+			uint8_t b;
+
+			/* EAGAIN only if nothing is on its way: bytes (or the FIN) TCP has
+			 * that the device has not read yet are waited for. */
+			if (ulpo_sys_recv(ctx->sk->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+			    errno == EAGAIN) {
+				*err = -EAGAIN;
+				return -1;
+			}
+			tls_toe_kick(ctx, TOE_WORK_RX);
+		} else {
+			ns = rcvtimeo_ns(ctx->sk->fd);
+		}
+	}
+	gen = atomic_load(&ctx->toe_gen);
+	/* Whole records the device has not started on: make sure it runs. */
+	if (sz > 0 && !tls_rx_ahead_busy(ctx))
+		tls_toe_kick(ctx, TOE_WORK_RX);
+	tls_rx_unlock(ctx);
+	r = tls_toe_wait(ctx, gen, ns);
+	tls_rx_lock(ctx);
+	if (r == -EINTR || r == -ETIMEDOUT) {
+		*err = r == -EINTR ? -EINTR : -EAGAIN;
+		return -1;
+	}
+	return 1;
 }
 
 /* recvmsg, and splice's read (one_record): at most one record's plaintext, and a
@@ -430,6 +519,7 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 	int saved_flags = msg->msg_flags;
 	size_t saved_controllen = msg->msg_controllen, held_at_start, want;
 	uint64_t ahead_new_at_start;
+	bool toe_resume = false;
 
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
 	want = d.left;
@@ -452,6 +542,14 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 		size_t wire, plen, avail, off, n;
 		uint8_t type;
 
+		if (recidx >= ctx->rx_ndec && ctx->toe_rx) {
+			int w = toe_reader_wait(ctx, rel, flags, copied >= target, &err);
+
+			if (w > 0)
+				continue;
+			if (w < 0)
+				break;
+		}
 		/* Next in line is the first record the workers have: their results join
 		 * the held list now (a record before them is decrypted meanwhile). */
 		if (recidx >= ctx->rx_ndec && tls_rx_ahead_due(ctx, ctx->rx_head + rel))
@@ -489,7 +587,7 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 						break;	/* nothing more is parsed */
 					/* As the kernel, go on while whole records are ready:
 					 * take what TCP has, without waiting. */
-					if (rx_fill_nowait(ctx) > 0)
+					if (tls_rx_fill_nowait(ctx) > 0)
 						continue;
 					break;
 				}
@@ -542,6 +640,11 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 			}
 			plen = (size_t)err;
 			err = 0;
+			if (ctx->toe_rx_stuck) {
+				/* The record the device left is done: the rest is its own. */
+				ctx->toe_rx_stuck = false;
+				toe_resume = true;
+			}
 			if (zc) {
 				bool ok = true;
 
@@ -630,8 +733,12 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 		if (type != ULPO_TLS_RECORD_DATA || one_record)
 			break;
 	}
-	if (err == -EAGAIN && !copied)
-		rx_quiet(ctx);
+	if (ctx->toe_rx) {
+		/* tu_rcvd: plaintext consumed makes room the device may be waiting for. */
+		if (toe_resume || (!peek && copied && ctx->toe_rx_full))
+			tls_toe_kick(ctx, TOE_WORK_RX);
+	} else if (err == -EAGAIN && !copied)
+		tls_rx_quiet(ctx);
 	else if (!peek && want)
 		rx_read_ahead(ctx, d.left == 0);
 	if (cm_used || msg->msg_control)

@@ -9,6 +9,8 @@
  * workers to share); the same in both engine modes, so what a read returns never
  * depends on the mode. */
 #define RX_CAP (8 * TLS_MAX_WIRE)
+/* An offloaded connection's: the plaintext the device holds ahead of the reader. */
+#define RX_CAP_TOE (32 * TLS_MAX_WIRE)
 
 /* Most held records whose plaintext place is tracked (bit i of the masks: the i-th held
  * record from the head). Decrypt-ahead stops short of it; other records never need it. */
@@ -75,6 +77,12 @@ static inline void rx_hold_at(struct tls_context *ctx, size_t off, uint8_t type,
  * decrypt (which is just before off, for the reading thread); returns how many (0:
  * nothing to do, or a batch is already in flight). */
 unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off);
+/* The same from any record: reader_first numbers the record at off as the one after the
+ * next (the reader's); otherwise off is the next record itself (the device's batches). */
+unsigned int tls_rx_ahead_start_at(struct tls_context *ctx, size_t off, bool reader_first);
+/* Records in the batch in flight; whether all of them completed (finish won't wait). */
+unsigned int tls_rx_ahead_inflight(const struct tls_context *ctx);
+bool tls_rx_ahead_complete(const struct tls_context *ctx);
 /* At the end of a read: start a batch on the records queued after the held ones, and
  * return without waiting (the next call on the socket collects it). */
 void tls_rx_ahead_kick(struct tls_context *ctx);

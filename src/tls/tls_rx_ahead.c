@@ -20,6 +20,10 @@
 
 #define RX_AHEAD_MAX 8			/* records decrypted ahead at once */
 
+/* Set while this thread submits a batch: a completion that runs inside the submit (inline
+ * engine) must not ring the device for the batch its own caller is about to collect. */
+static __thread bool ulpo_on_device_submitting;
+
 struct tls_rx_par {
 	struct ulpo_aead *aead[RX_AHEAD_MAX];	/* one per job in flight */
 	uint32_t aead_gen;			/* ctx->rx_key_gen they were keyed for */
@@ -34,6 +38,7 @@ struct tls_rx_par {
 	 * worker drops the last reference. */
 	struct ulpo_sock *sk;
 	unsigned int fork_gen;			/* the engine's, at submit */
+	bool toe;				/* the device collects: kick it at the end */
 };
 
 void tls_rx_ahead_free(struct tls_context *ctx)
@@ -61,7 +66,13 @@ static void ahead_done(struct ulpo_job *job)
 	 * The waiter may reuse par as soon as it reads 0: only sk (read above, the same
 	 * socket for any batch of this par) is used after. */
 	if (atomic_fetch_sub_explicit(&par->pending, 1, memory_order_acq_rel) == 1) {
+		bool toe = par->toe;
+
 		syscall(SYS_futex, &par->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		/* The device collects the batch and goes on reading, unless it is this very
+		 * thread still submitting (inline engine): it looks itself then. */
+		if (toe && sk->proto == &ulpo_tls_proto && !ulpo_on_device_submitting)
+			tls_toe_kick(tls_ctx(sk), TOE_WORK_RX);
 		ulpo_sock_put(sk);
 	}
 }
@@ -105,12 +116,19 @@ static int par_key(struct tls_context *ctx, unsigned int i)
 
 unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 {
+	/* The offloaded connection's device runs the batches (tls_toe.c), not the reader. */
+	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || ctx->toe_rx)
+		return 0;
+	return tls_rx_ahead_start_at(ctx, off, true);
+}
+
+unsigned int tls_rx_ahead_start_at(struct tls_context *ctx, size_t off, bool reader_first)
+{
 	struct tls_crypto seq;		/* the sequence numbers after the current record */
 	struct tls_rx_par *par;
 	unsigned int n = 0;
 
-	if (ulpo_engine_mode() != ULPO_ENGINE_ASYNC || ctx->rx_ndec + 1 >= RX_HELD_MASK_BITS ||
-	    (ctx->rx_par && ctx->rx_par->n))
+	if (ctx->rx_ndec + 1 >= RX_HELD_MASK_BITS || (ctx->rx_par && ctx->rx_par->n))
 		return 0;
 	if (rx_record_at(ctx, off) <= 0)
 		return 0;	/* not one whole record there */
@@ -120,7 +138,7 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 	memcpy(&seq, &ctx->rx, sizeof(seq));
 	/* The record before `off`, which the reading thread decrypts, takes the current
 	 * number. */
-	if (tls_crypto_advance(&seq) < 0)
+	if (reader_first && tls_crypto_advance(&seq) < 0)
 		goto out;
 	while (n < RX_AHEAD_MAX && ctx->rx_ndec + 1 + n < RX_HELD_MASK_BITS) {
 		const struct tls_crypto *c = &ctx->rx;
@@ -137,7 +155,9 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 		clen = (size_t)sz - TLS_HEADER_SIZE - c->explicit_iv - TLS_TAG_SIZE;
 		memset(job, 0, sizeof(*job));
 		job->op = ULPO_JOB_OPEN;
-		job->flags = ULPO_JOB_F_SUBMITTER_HELPS;	/* the reader, in finish */
+		/* The reader runs jobs while it waits in finish; an offloaded
+		 * connection's device never waits there. */
+		job->flags = ctx->toe_rx ? 0 : ULPO_JOB_F_SUBMITTER_HELPS;
 		job->aead = par->aead[n];
 		tls_crypto_nonce(&seq, job->nonce);
 		memcpy(job->nonce + c->cd->salt_len, h + TLS_HEADER_SIZE, c->explicit_iv);
@@ -158,7 +178,9 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 		if (tls_crypto_advance(&seq) < 0)
 			break;	/* the one after would wrap: the ordinary path reports it */
 	}
+	ulpo_on_device_submitting = true;
 	if (n) {
+		par->toe = ctx->toe_rx;
 		par->sk = ctx->sk;
 		par->fork_gen = ulpo_engine_fork_gen();
 		atomic_fetch_add_explicit(&ctx->sk->refs, 1, memory_order_relaxed);
@@ -176,9 +198,21 @@ unsigned int tls_rx_ahead_start(struct tls_context *ctx, size_t off)
 		}
 	}
 out:
+	ulpo_on_device_submitting = false;
 	explicit_bzero(&seq, sizeof(seq));
 	par->n = n;
 	return n;
+}
+
+unsigned int tls_rx_ahead_inflight(const struct tls_context *ctx)
+{
+	return ctx->rx_par ? ctx->rx_par->n : 0;
+}
+
+bool tls_rx_ahead_complete(const struct tls_context *ctx)
+{
+	return ctx->rx_par && ctx->rx_par->n &&
+	       !atomic_load_explicit(&ctx->rx_par->pending, memory_order_acquire);
 }
 
 bool tls_rx_ahead_busy(const struct tls_context *ctx)

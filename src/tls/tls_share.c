@@ -434,6 +434,10 @@ static void prepare_one(struct ulpo_sock *sk, void *arg)
 	}
 	ctx->fork_held_tx = pthread_mutex_trylock(&sk->tx_lock) == 0;
 	ctx->fork_held_rx = pthread_mutex_trylock(&sk->rx_lock) == 0;
+	/* The device's thread is this process's only: a shared socket goes back to the
+	 * software path in both (its queue and held records carry over as they are). */
+	ctx->toe_tx = ctx->toe_rx = false;
+	sk->toe_path = 0;
 	/* A socket shared already: every call stores its state when it ends, and this
 	 * process's copy may be older than another's, so nothing is stored here (and no
 	 * shared mutex is waited for: a blocking call elsewhere must not hold up fork). */
@@ -513,7 +517,7 @@ static void fork_child(void)
 		}
 		atomic_fetch_add(&s->procs, 1);
 		tls_txq_drop(ctx);
-		atomic_store(&ctx->tx_work_armed, false);
+		atomic_store(&ctx->work_ev, 0);
 		ctx->tx_work_epfd = -1;
 		ctx->share_tx_in = ctx->share_rx_in = false;
 		ctx->share_tx_gen = ctx->share_rx_gen = UINT64_MAX;	/* load at first use */

@@ -166,6 +166,12 @@ ssize_t tls_sw_sendmsg(struct ulpo_sock *sk, const struct msghdr *msg, int flags
 	if ((flags & MSG_EOR) && (flags & MSG_MORE))
 		return -EINVAL;
 	tls_tx_lock(ctx);
+	if (ctx->toe_tx && !tls_toe_sendable(ctx) && !ctx->txq_broken) {
+		/* After shutdown(SHUT_WR) the device sends the FIN next: a record now fails
+		 * in TCP and breaks the stream, as on the software path. */
+		ctx->txq_broken = true;
+		ulpo_sock_set_error(sk, -EBADMSG);
+	}
 	r = parse_cmsg(msg, flags, &type);
 	if (r < 0)
 		goto out;

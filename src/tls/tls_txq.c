@@ -253,10 +253,17 @@ void tls_tx_unlock(struct tls_context *ctx)
 		unsigned int k = atomic_load(&ctx->txq_kick);
 		bool shared = tls_shared(ctx);
 
-		if ((ctx->txq_head || tls_share_pend(ctx)) && !ctx->txq_broken &&
-		    tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN &&
-		    tls_txq_unsent_ready(ctx))
+		if (ctx->toe_tx && !ulpo_on_device) {
+			/* Offloaded: the device sends (tu_send). */
+			if (tls_txq_unsent_ready(ctx) && !ctx->txq_broken)
+				tls_toe_kick(ctx, TOE_WORK_TX);
+		} else if ((ctx->txq_head || tls_share_pend(ctx)) && !ctx->txq_broken &&
+			   tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN &&
+			   tls_txq_unsent_ready(ctx)) {
 			tls_tx_work_arm(ctx);	/* TCP is full: send when it has room */
+		}
+		if (ctx->toe_tx && ulpo_on_device)
+			tls_toe_txq_done(ctx);
 		if (shared)
 			tls_share_tx_leave(ctx);
 		pthread_mutex_unlock(&sk->tx_lock);
@@ -346,7 +353,7 @@ static int txq_wait_progress(struct tls_context *ctx, int push_result)
 	if (!last)
 		return 0;
 	while (atomic_load_explicit(&last->state, memory_order_acquire) == REC_SUBMITTED &&
-	       ulpo_engine_help())
+	       !ctx->toe_tx && ulpo_engine_help())
 		;
 	txq_wait_rec(ctx, last, 10 * 1000 * 1000);
 	return 0;
@@ -438,7 +445,8 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 	rec->next = NULL;
 	rec->ctx = ctx;
 	rec->sent = 0;
-	rec->async = ulpo_engine_mode() == ULPO_ENGINE_ASYNC;
+	/* An offloaded connection's records are sealed on the device's threads. */
+	rec->async = ulpo_engine_mode() == ULPO_ENGINE_ASYNC || ctx->toe_tx;
 	rec->seq = ctx->txq_next_seq++;
 	rec->inner_type = type;
 	rec->wire_len = TLS_HEADER_SIZE + payload;
@@ -473,8 +481,9 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 			*p = type;
 		rec->src[0] = rec->dst;
 		rec->job.srccnt = 1;
-		/* A sender at the bound runs jobs while it waits (txq_wait_progress). */
-		rec->job.flags = ULPO_JOB_F_SUBMITTER_HELPS;
+		/* A sender at the bound runs jobs while it waits (txq_wait_progress),
+		 * unless the connection is offloaded. */
+		rec->job.flags = ctx->toe_tx ? ULPO_JOB_F_DEVICE : ULPO_JOB_F_SUBMITTER_HELPS;
 	} else {
 		/* Inline: seal straight from the caller's iovecs, no copy. */
 		memcpy(rec->src, src, sizeof(*src) * (size_t)srccnt);
@@ -511,7 +520,8 @@ int tls_txq_record(struct tls_context *ctx, uint8_t type, const struct iovec *sr
 		txq_abort(ctx, -EBADMSG);
 		return 0;
 	}
-	tls_txq_push(ctx, flags);
+	if (!ctx->toe_tx)
+		tls_txq_push(ctx, flags);
 	return 0;
 }
 

@@ -1,34 +1,110 @@
-/* tls_txwork.c - deferred transmit when TCP was full: records the application was told
- * were sent, but that TCP refused (its send buffer full), go out as soon as TCP has room,
- * with no further call from the application. The kernel does this from sk_write_space
- * (tx_work_handler); without it a sender that stops calling would leave its last records
- * in ulpo until the next call or close().
+/* tls_txwork.c - the work thread: what the kernel does from socket callbacks, without a
+ * call from the application.
  *
- * One thread and one epoll set for the process. A socket whose push ended on EAGAIN is
- * armed (EPOLLOUT | EPOLLONESHOT, keyed by fd, not by pointer: a socket closed meanwhile is
- * simply not found). When TCP has room the thread pushes, unless a call holds the TX lock;
- * that call then pushes, and re-arms if needed, when it lets go (tls_tx_unlock). */
+ * Deferred transmit (every TLS socket): records the application was told were sent, but
+ * that TCP refused (its send buffer full), go out as soon as TCP has room. The kernel does
+ * this from sk_write_space (tx_work_handler); without it a sender that stops calling would
+ * leave its last records in ulpo until the next call or close().
+ *
+ * The device's thread (offloaded connections, tls_toe.c): pushing records, reading and
+ * decrypting ahead of the reader, finishing a closed socket's queue. Work comes from TCP
+ * (EPOLLIN: bytes to read; EPOLLOUT: room to send) and from the doorbell, rung by the
+ * application's calls and by completions (an eventfd and a list of sockets).
+ *
+ * One thread and one epoll set for the process. A socket is armed with the events it
+ * waits for (EPOLLONESHOT, keyed by fd, not by pointer: a socket closed meanwhile is
+ * simply not found). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core/sock.h"
 #include "core/sys.h"
+#include "engine/engine.h"
 #include "tls/tls.h"
+
+#define DOORBELL_KEY UINT64_MAX
+
+struct bell {
+	struct ulpo_sock *sk;		/* holds a reference */
+	struct bell *next;
+};
 
 static struct {
 	pthread_mutex_t lock;
 	int epfd;		/* -1 until first use, and again in a forked child */
+	int bellfd;		/* eventfd in epfd */
 	pid_t pid;		/* whose thread serves epfd */
-} tw = { PTHREAD_MUTEX_INITIALIZER, -1, 0 };
+	struct bell *bells;	/* sockets whose doorbell rang, under lock */
+} tw = { PTHREAD_MUTEX_INITIALIZER, -1, -1, 0, NULL };
+
+static struct ulpo_sock *work_lookup(int fd)
+{
+	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
+
+	return sk ? sk : tls_toe_detached_get(fd);
+}
+
+/* One socket's work: events from TCP (one-shot: what was armed and did not fire is armed
+ * again) and the doorbell's. */
+static void work_one(struct ulpo_sock *sk, uint32_t fired, uint32_t work)
+{
+	struct tls_context *ctx;
+
+	if (sk->proto != &ulpo_tls_proto)
+		return;
+	ctx = tls_ctx(sk);
+	if (fired) {
+		uint32_t armed = atomic_exchange(&ctx->work_ev, 0);
+
+		if (armed & ~fired & (EPOLLIN | EPOLLOUT))
+			tls_work_arm(ctx, armed & ~fired & (EPOLLIN | EPOLLOUT));
+	}
+	if (ctx->toe_dev && (ctx->toe_tx || ctx->toe_rx || ctx->toe_fd >= 0)) {
+		tls_toe_run(ctx, work, fired);
+		return;
+	}
+	if ((fired & EPOLLOUT) && !atomic_load(&sk->closing)) {
+		/* The kick makes a holder that already pushed (and found us still armed)
+		 * push once more before it leaves. */
+		atomic_fetch_add(&ctx->txq_kick, 1);
+		if (tls_tx_trylock(ctx))
+			tls_tx_unlock(ctx);
+	}
+}
+
+static void ring_all(void)
+{
+	struct bell *b, *next;
+	uint64_t v;
+
+	(void)!ulpo_sys_read(tw.bellfd, &v, sizeof(v));
+	pthread_mutex_lock(&tw.lock);
+	b = tw.bells;
+	tw.bells = NULL;
+	pthread_mutex_unlock(&tw.lock);
+	for (; b; b = next) {
+		struct tls_context *ctx = tls_ctx(b->sk);
+
+		next = b->next;
+		if (b->sk->proto == &ulpo_tls_proto)
+			work_one(b->sk, 0, atomic_exchange(&ctx->work_pending, 0));
+		ulpo_sock_put(b->sk);
+		free(b);
+	}
+}
 
 static void *tw_main(void *arg)
 {
 	int epfd = (int)(intptr_t)arg;
 	struct epoll_event ev[64];
 
+	pthread_setname_np(pthread_self(), "ulpo-device");
+	ulpo_on_device = true;
 	for (;;) {
 		int n = (int)syscall(SYS_epoll_wait, epfd, ev, 64, -1);
 
@@ -37,21 +113,18 @@ static void *tw_main(void *arg)
 		if (n < 0)
 			return NULL;
 		for (int i = 0; i < n; i++) {
-			struct ulpo_sock *sk = ulpo_sock_lookup((int)ev[i].data.u64);
-			struct tls_context *ctx;
+			struct ulpo_sock *sk;
 
+			if (ev[i].data.u64 == DOORBELL_KEY) {
+				ring_all();
+				continue;
+			}
+			sk = work_lookup((int)ev[i].data.u64);
 			if (!sk)
 				continue;
-			if (sk->proto == &ulpo_tls_proto && !atomic_load(&sk->closing)) {
-				ctx = tls_ctx(sk);
-				/* Disarmed (one-shot): a holder of the lock re-arms on leaving.
-				 * The kick makes a holder that already pushed (and found us
-				 * still armed) push once more before it leaves. */
-				atomic_store(&ctx->tx_work_armed, false);
-				atomic_fetch_add(&ctx->txq_kick, 1);
-				if (tls_tx_trylock(ctx))
-					tls_tx_unlock(ctx);
-			}
+			work_one(sk, ev[i].events & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP) ?
+				     ev[i].events | (ev[i].events & (EPOLLERR | EPOLLHUP) ?
+							  EPOLLIN | EPOLLOUT : 0) : 0, 0);
 			ulpo_sock_put(sk);
 		}
 	}
@@ -60,10 +133,11 @@ static void *tw_main(void *arg)
 /* The process's epoll set, its thread started on first use (and again after fork). */
 static int tw_epfd(void)
 {
+	struct epoll_event bev = { .events = EPOLLIN, .data.u64 = DOORBELL_KEY };
 	pthread_attr_t a;
 	pthread_t th;
 	sigset_t all, old;
-	int fd;
+	int fd, bfd;
 
 	pthread_mutex_lock(&tw.lock);
 	if (tw.epfd >= 0 && tw.pid == getpid()) {
@@ -73,10 +147,15 @@ static int tw_epfd(void)
 	}
 	/* A child of fork() has the parent's set but not its thread: a set of its own. */
 	fd = (int)syscall(SYS_epoll_create1, EPOLL_CLOEXEC);
+	bfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd >= 0 && (bfd < 0 || syscall(SYS_epoll_ctl, fd, EPOLL_CTL_ADD, bfd, &bev))) {
+		ulpo_sys_close(fd);
+		fd = -1;
+	}
 	if (fd >= 0) {
 		pthread_attr_init(&a);
 		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&a, 64 * 1024);
+		pthread_attr_setstacksize(&a, 256 * 1024);
 		/* Signals stay with the application's threads. */
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -87,43 +166,74 @@ static int tw_epfd(void)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		pthread_attr_destroy(&a);
 	}
+	if (fd < 0 && bfd >= 0)
+		ulpo_sys_close(bfd);
 	if (fd >= 0) {
 		tw.epfd = fd;
+		tw.bellfd = bfd;
 		tw.pid = getpid();
+		tw.bells = NULL;	/* a child's copy names the parent's references */
 	}
 	pthread_mutex_unlock(&tw.lock);
 	return fd;
 }
 
-/* Caller holds the TX lock, and records are ready but TCP took none of the head's
- * remaining bytes. Without a thread (no memory), the next call pushes, as before. */
-void tls_tx_work_arm(struct tls_context *ctx)
+/* Arm the socket for events (EPOLLIN, EPOLLOUT) in the work set; what is armed
+ * already stays armed. Without a thread (no memory), the next call does the work. */
+void tls_work_arm(struct tls_context *ctx, uint32_t events)
 {
-	struct epoll_event ev = { .events = EPOLLOUT | EPOLLONESHOT };
-	int epfd, op;
+	struct epoll_event ev;
+	uint32_t before = atomic_fetch_or(&ctx->work_ev, events);
+	int epfd, op, fd = ctx->sk->fd;
 
-	if (atomic_exchange(&ctx->tx_work_armed, true))
+	if ((before | events) == before)
 		return;
 	epfd = tw_epfd();
 	if (epfd < 0) {
-		atomic_store(&ctx->tx_work_armed, false);
+		atomic_fetch_and(&ctx->work_ev, ~events);
 		return;
 	}
-	ev.data.u64 = (uint64_t)ctx->sk->fd;
-	op = ctx->tx_work_epfd == epfd && ctx->tx_work_fd == ctx->sk->fd ? EPOLL_CTL_MOD
-									   : EPOLL_CTL_ADD;
-	if (syscall(SYS_epoll_ctl, epfd, op, ctx->sk->fd, &ev) && op == EPOLL_CTL_ADD &&
-	    errno == EEXIST)
-		syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, ctx->sk->fd, &ev);
+	ev.events = (before | events) | EPOLLONESHOT;
+	ev.data.u64 = (uint64_t)fd;
+	op = ctx->tx_work_epfd == epfd && ctx->tx_work_fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (syscall(SYS_epoll_ctl, epfd, op, fd, &ev) && op == EPOLL_CTL_ADD && errno == EEXIST)
+		syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, fd, &ev);
 	ctx->tx_work_epfd = epfd;
-	ctx->tx_work_fd = ctx->sk->fd;
+	ctx->tx_work_fd = fd;
 }
 
-/* Before the fd is closed (TX lock held): the set forgets it. */
+/* Caller holds the TX lock, and records are ready but TCP took none of the head's
+ * remaining bytes. */
+void tls_tx_work_arm(struct tls_context *ctx)
+{
+	tls_work_arm(ctx, EPOLLOUT);
+}
+
+/* Before the fd is closed: the set forgets it. */
 void tls_tx_work_forget(struct tls_context *ctx)
 {
 	if (ctx->tx_work_epfd >= 0 && ctx->tx_work_epfd == tw.epfd && tw.pid == getpid())
 		syscall(SYS_epoll_ctl, ctx->tx_work_epfd, EPOLL_CTL_DEL, ctx->tx_work_fd, NULL);
 	ctx->tx_work_epfd = -1;
-	atomic_store(&ctx->tx_work_armed, false);
+	atomic_store(&ctx->work_ev, 0);
+}
+
+/* Queue sk (a reference is taken) for the thread and wake it. */
+int tls_work_doorbell(struct ulpo_sock *sk)
+{
+	struct bell *b = malloc(sizeof(*b));
+	uint64_t one = 1;
+
+	if (!b || tw_epfd() < 0) {
+		free(b);
+		return -ENOMEM;
+	}
+	atomic_fetch_add_explicit(&sk->refs, 1, memory_order_relaxed);
+	b->sk = sk;
+	pthread_mutex_lock(&tw.lock);
+	b->next = tw.bells;
+	tw.bells = b;
+	pthread_mutex_unlock(&tw.lock);
+	(void)!ulpo_sys_write(tw.bellfd, &one, sizeof(one));
+	return 0;
 }
