@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -611,6 +612,44 @@ struct poll_slot {
 
 __thread bool ulpo_poll_wake_ok;
 __thread int ulpo_poll_wake_fd = -1;
+
+static pthread_mutex_t wakefd_lock = PTHREAD_MUTEX_INITIALIZER;
+static int *wakefd_free;
+static size_t wakefd_nfree, wakefd_cap;
+
+int ulpo_wakefd_get(void)
+{
+	int fd = -1;
+	uint64_t v;
+
+	pthread_mutex_lock(&wakefd_lock);
+	if (wakefd_nfree)
+		fd = wakefd_free[--wakefd_nfree];
+	pthread_mutex_unlock(&wakefd_lock);
+	if (fd < 0)
+		return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	(void)!ulpo_sys_read(fd, &v, sizeof(v));
+	return fd;
+}
+
+void ulpo_wakefd_put(int fd)
+{
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&wakefd_lock);
+	if (wakefd_nfree == wakefd_cap) {
+		size_t cap = wakefd_cap ? 2 * wakefd_cap : 16;
+		int *n = realloc(wakefd_free, cap * sizeof(*n));
+
+		if (n) {
+			wakefd_free = n;
+			wakefd_cap = cap;
+		}
+	}
+	if (wakefd_nfree < wakefd_cap)
+		wakefd_free[wakefd_nfree++] = fd;	/* else kept open, unused: never closed */
+	pthread_mutex_unlock(&wakefd_lock);
+}
 
 /* ppoll on the caller's fds and, when a socket named one, the eventfd its device writes
  * when readiness changes on its threads (drained here: the loop asks the sockets again). */

@@ -69,15 +69,24 @@ struct ulpo_sock {
 	bool no_offload;
 	bool listening;			/* listen() was called through ulpo */
 	uint8_t toe_path;		/* ULPO_PATH_* */
+	/* Bumped when readiness changed on ulpo's own threads (an offloaded connection's
+	 * device): an epoll member in edge mode sees a new edge. */
+	_Atomic unsigned int ready_gen;
 };
 
 extern const struct ulpo_proto ulpo_tcp_proto;
 
-/* Set by poll_loop (api.c) while it asks the sockets: a ULP whose readiness changes on
- * its own threads may name an eventfd to be woken by (ulpo_poll_wake_fd), and poll_loop
- * waits on it with the caller's fds. */
+/* Set by poll_loop (api.c) and the shim's epoll while they ask the sockets: a ULP whose
+ * readiness changes on its own threads registers ulpo_poll_wake_fd to be written then
+ * (poll_loop leaves it -1 and the ULP sets the thread's own; an epoll set presets the one
+ * in its kernel set), and the waiter waits on it with the caller's fds. */
 extern __thread bool ulpo_poll_wake_ok;
 extern __thread int ulpo_poll_wake_fd;
+/* Eventfds for that, never closed: one given back goes to the next taker, so a
+ * registration left on a socket can only wake someone for nothing, never write into
+ * another file. */
+int ulpo_wakefd_get(void);
+void ulpo_wakefd_put(int fd);
 
 /* Table: fd -> socket. Lookups take a reference. */
 struct ulpo_sock *ulpo_sock_lookup(int fd);

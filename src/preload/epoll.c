@@ -42,6 +42,7 @@ atomic_uint shim_ulp_gen;
 #define POLL_BITS 0x27ffu		/* the poll(2) bits of an epoll mask */
 #define SLICE_NS 1000000LL		/* completions on engine threads do not wake epoll */
 #define KICK_KEY UINT64_MAX		/* fd -1: no member has it */
+#define WAKE_KEY (UINT64_MAX - 1)	/* fd -2: neither */
 
 struct member {
 	int fd;
@@ -52,6 +53,7 @@ struct member {
 	bool tls;		/* a ulpo socket with its own poll */
 	bool armed;		/* EPOLLONESHOT: not reported since ADD/MOD */
 	bool edge;		/* EPOLLET: ulpo-held readiness not reported since ADD/MOD */
+	unsigned int ready_gen;	/* the socket's ready_gen when last looked at */
 };
 
 struct eset {
@@ -67,6 +69,7 @@ struct eset {
 	unsigned int gen;	/* shim_ulp_gen when the members were last looked at */
 	int kick;		/* eventfd, -1 until the first TLS member */
 	bool kick_due;
+	int wake;		/* eventfd offloaded members' devices write (ulpo_wakefd_get) */
 };
 
 /* Sets are few (one per thread, typically): a list, read-locked to find one. */
@@ -210,6 +213,13 @@ static void make_tls(struct eset *s, struct member *m)
 		LIBC(close)(s->kick);
 		s->kick = -1;
 	}
+	/* Level-triggered: a set nested in another (or in poll) is readable until a wait
+	 * here drains it. */
+	if (s->wake < 0 && (s->wake = ulpo_wakefd_get()) >= 0 &&
+	    kctl(s, EPOLL_CTL_ADD, s->wake, EPOLLIN, WAKE_KEY)) {
+		ulpo_wakefd_put(s->wake);
+		s->wake = -1;
+	}
 }
 
 /* fd's ulpo socket, referenced, if it has its own poll (the TLS ops); else NULL. */
@@ -273,6 +283,7 @@ static void set_put(struct eset *s)
 		free(s->tab[i]);
 	if (s->kick >= 0)
 		LIBC(close)(s->kick);
+	ulpo_wakefd_put(s->wake);
 	pthread_mutex_destroy(&s->lock);
 	free(s->tab);
 	free(s->tls);
@@ -308,6 +319,7 @@ static int set_create(int epfd)
 	s->cap = 16;
 	s->epfd = epfd;
 	s->kick = -1;
+	s->wake = -1;
 	s->gen = atomic_load(&shim_ulp_gen);
 	atomic_init(&s->refs, 1);
 	pthread_mutex_init(&s->lock, NULL);
@@ -339,6 +351,8 @@ void shim_epoll_fd_closed(int fd)
 		pthread_mutex_lock(&s->lock);
 		if (s->kick == fd)
 			s->kick = -1;	/* closed under us: never write to its next owner */
+		if (s->wake == fd)
+			s->wake = -1;
 		if ((m = *find_slot(s, fd)))
 			member_free(s, m);
 		pthread_mutex_unlock(&s->lock);
@@ -433,6 +447,7 @@ struct slot {
 	uint32_t own;		/* ready in ulpo without the kernel */
 	struct ulpo_sock *sk;
 	bool busy, done;
+	unsigned int gen;	/* the socket's ready_gen before it was asked */
 };
 
 static int cmp_fd(const void *a, const void *b)
@@ -478,6 +493,12 @@ static int translate(struct eset *s, struct epoll_event *ev, int n, struct slot 
 		struct slot *x;
 		struct ulpo_sock *sk;
 
+		if (ev[i].data.u64 == WAKE_KEY) {
+			uint64_t v;
+
+			(void)!LIBC(read)(s->wake, &v, sizeof(v));	/* the loop asks again */
+			continue;
+		}
 		if (!m)
 			continue;	/* the kick, or a registration older than the member */
 		if (m->tls && m->armed) {
@@ -526,20 +547,31 @@ static unsigned int ask_ulpo(struct eset *s, struct slot *sl, unsigned int nsl, 
 {
 	unsigned int i, due = 0;
 
+	ulpo_poll_wake_ok = s->wake >= 0;
+	ulpo_poll_wake_fd = s->wake;
 	for (i = 0; i < nsl; i++) {
 		struct slot *x = &sl[i];
 		short kev = (short)x->events;
 
-		if ((x->sk = tls_sock(x->fd)))
+		if ((x->sk = tls_sock(x->fd))) {
+			x->gen = atomic_load(&x->sk->ready_gen);
 			x->own = (uint16_t)x->sk->proto->poll(x->sk, (short)x->events, &kev,
 							       &x->busy);
+		}
 		x->kev = (uint16_t)kev;
 	}
+	ulpo_poll_wake_ok = false;
+	ulpo_poll_wake_fd = -1;
 	pthread_mutex_lock(&s->lock);
 	for (i = 0; i < nsl; i++) {
 		struct member *m = member_of(s, key_of(sl[i].id, sl[i].fd));
 
 		if (m && sl[i].sk) {
+			/* Readiness its device made since the last look is a new edge. */
+			if (sl[i].gen != m->ready_gen) {
+				m->ready_gen = sl[i].gen;
+				m->edge = true;
+			}
 			kmod(s, m, tls_kreg(m, sl[i].kev));
 			due += own_due(m, sl[i].own);
 			*busy |= sl[i].busy;

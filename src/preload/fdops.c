@@ -23,7 +23,7 @@
 SHIM_EXPORT int setsockopt(int fd, int level, int optname, const void *optval,
 			   socklen_t optlen)
 {
-	if (PLAIN(fd) && !(level == SOL_TCP && optname == TCP_ULP))
+	if (PLAIN(fd) && !(level == SOL_TCP && optname == TCP_ULP) && level != SOL_ULPO)
 		return LIBC(setsockopt)(fd, level, optname, optval, optlen);
 	if (ulpo_setsockopt(fd, level, optname, optval, optlen))
 		return -1;
@@ -34,9 +34,35 @@ SHIM_EXPORT int setsockopt(int fd, int level, int optname, const void *optval,
 
 SHIM_EXPORT int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
 {
-	if (PLAIN(fd))
+	if (PLAIN(fd) && level != SOL_ULPO)
 		return LIBC(getsockopt)(fd, level, optname, optval, optlen);
 	return ulpo_getsockopt(fd, level, optname, optval, optlen);
+}
+
+/* Devices hear of every listening socket (listen events); a connection accepted from a
+ * listener ulpo knows inherits its offload policy. */
+SHIM_EXPORT int listen(int fd, int backlog)
+{
+	int proto = 0;
+	socklen_t len = sizeof(proto);
+
+	if (LIBC(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) || proto != IPPROTO_TCP)
+		return LIBC(listen)(fd, backlog);
+	return ulpo_listen(fd, backlog);
+}
+
+SHIM_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	if (PLAIN(fd))
+		return LIBC(accept)(fd, addr, addrlen);
+	return ulpo_accept(fd, addr, addrlen);
+}
+
+SHIM_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	if (PLAIN(fd))
+		return LIBC(accept4)(fd, addr, addrlen, flags);
+	return ulpo_accept4(fd, addr, addrlen, flags);
 }
 
 SHIM_EXPORT int shutdown(int fd, int how)

@@ -25,6 +25,9 @@ void shim_resolve(void)
 {
 	RESOLVE(setsockopt);
 	RESOLVE(getsockopt);
+	RESOLVE(listen);
+	RESOLVE(accept);
+	RESOLVE(accept4);
 	RESOLVE(send);
 	RESOLVE(sendto);
 	RESOLVE(sendmsg);

@@ -586,7 +586,7 @@ static bool toe_poll_register(struct tls_context *ctx)
 
 	if (!ulpo_poll_wake_ok)
 		return false;
-	fd = tls_toe_poll_fd();
+	fd = ulpo_poll_wake_fd >= 0 ? ulpo_poll_wake_fd : tls_toe_poll_fd();
 	if (fd < 0)
 		return false;
 	/* seq_cst: before readiness is looked at, so the device's wake after its next
@@ -760,6 +760,9 @@ static void tls_fd_change(struct ulpo_sock *sk, int old_fd)
 	tls_tx_work_forget(ctx);
 	if (ctx->tx_ready && tls_txq_unsent_ready(ctx))
 		tls_tx_work_arm(ctx);
+	/* The device's read-ahead is armed again under the new number. */
+	if (ctx->toe_rx)
+		tls_toe_kick(ctx, TOE_WORK_RX);
 }
 
 static void tls_destroy(struct ulpo_sock *sk)

@@ -152,6 +152,7 @@ void tls_toe_wake(struct tls_context *ctx)
 	/* seq_cst with the waiter's count and with the poller's registration: either it
 	 * sees the new generation, or we see it waiting. */
 	atomic_fetch_add(&ctx->toe_gen, 1);
+	atomic_fetch_add(&ctx->sk->ready_gen, 1);
 	if (atomic_load(&ctx->toe_waiters))
 		syscall(SYS_futex, &ctx->toe_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 	fd = atomic_load(&ctx->toe_wake_fd);
@@ -175,34 +176,16 @@ int tls_toe_wait(struct tls_context *ctx, unsigned int gen, long long ns)
 	return 0;
 }
 
-/* poll(): each thread that polls offloaded sockets has an eventfd that the device writes
- * when it makes progress on a socket the thread looked at. The eventfds are never closed
- * (a thread's goes to the next thread when it exits), so a registration left behind can
- * only wake a poller for nothing, never write into another file. */
-static pthread_mutex_t pfd_lock = PTHREAD_MUTEX_INITIALIZER;
-static int *pfd_free;
-static size_t pfd_nfree, pfd_cap;
+/* poll(): each thread that polls offloaded sockets has an eventfd (from the pool in
+ * api.c, never closed) that the device writes when it makes progress on a socket the
+ * thread looked at; it goes back to the pool when the thread exits. */
 static pthread_key_t pfd_key;
 static pthread_once_t pfd_once = PTHREAD_ONCE_INIT;
 static __thread int pfd_mine = -1;
 
 static void pfd_give_back(void *arg)
 {
-	int fd = (int)(intptr_t)arg - 1;
-
-	pthread_mutex_lock(&pfd_lock);
-	if (pfd_nfree == pfd_cap) {
-		size_t cap = pfd_cap ? 2 * pfd_cap : 16;
-		int *n = realloc(pfd_free, cap * sizeof(*n));
-
-		if (n) {
-			pfd_free = n;
-			pfd_cap = cap;
-		}
-	}
-	if (pfd_nfree < pfd_cap)
-		pfd_free[pfd_nfree++] = fd;
-	pthread_mutex_unlock(&pfd_lock);
+	ulpo_wakefd_put((int)(intptr_t)arg - 1);
 }
 
 static void pfd_init(void)
@@ -212,19 +195,10 @@ static void pfd_init(void)
 
 int tls_toe_poll_fd(void)
 {
-	uint64_t v;
-
 	if (pfd_mine >= 0)
 		return pfd_mine;
 	pthread_once(&pfd_once, pfd_init);
-	pthread_mutex_lock(&pfd_lock);
-	if (pfd_nfree)
-		pfd_mine = pfd_free[--pfd_nfree];
-	pthread_mutex_unlock(&pfd_lock);
-	if (pfd_mine < 0)
-		pfd_mine = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	else
-		(void)!ulpo_sys_read(pfd_mine, &v, sizeof(v));
+	pfd_mine = ulpo_wakefd_get();
 	if (pfd_mine >= 0)
 		pthread_setspecific(pfd_key, (void *)(intptr_t)(pfd_mine + 1));
 	return pfd_mine;
@@ -318,7 +292,10 @@ static void toe_rx(struct tls_context *ctx)
 			return;
 		atomic_store(&ctx->toe_rx_missed, false);
 	}
-	tls_toe_rx_step(ctx);
+	/* A socket being closed is not touched again: its fd number may name another
+	 * connection as soon as close() returns (release takes this lock first). */
+	if (!atomic_load(&ctx->sk->closing))
+		tls_toe_rx_step(ctx);
 	pthread_mutex_unlock(&ctx->sk->rx_lock);
 	if (atomic_exchange(&ctx->toe_rx_missed, false))
 		tls_toe_kick(ctx, TOE_WORK_RX);
@@ -399,6 +376,10 @@ static void toe_tx(struct tls_context *ctx)
 	atomic_fetch_add(&ctx->txq_kick, 1);
 	if (!tls_tx_trylock(ctx))
 		return;
+	if (atomic_load(&ctx->sk->closing) && ctx->toe_fd < 0) {
+		tls_tx_unlock(ctx);	/* closing: release flushes, on its own thread */
+		return;
+	}
 	if ((ctx->txq_head || tls_share_pend(ctx)) && !ctx->txq_broken &&
 	    tls_txq_push(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN && tls_txq_unsent_ready(ctx))
 		tls_work_arm(ctx, EPOLLOUT);

@@ -188,6 +188,12 @@ void tls_work_arm(struct tls_context *ctx, uint32_t events)
 
 	if ((before | events) == before)
 		return;
+	/* A socket being closed is never armed again (its fd number may be reused), but a
+	 * detached one lives on its private fd. */
+	if (atomic_load(&ctx->sk->closing) && ctx->toe_fd < 0) {
+		atomic_fetch_and(&ctx->work_ev, ~events);
+		return;
+	}
 	epfd = tw_epfd();
 	if (epfd < 0) {
 		atomic_fetch_and(&ctx->work_ev, ~events);
