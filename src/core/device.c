@@ -18,13 +18,19 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ulpo_device *devices;	/* newest first, without sw */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-static void dev_slot(struct ulpo_device *dev)
+/* The device's entry, found or added on first use (by any thread: finding it twice
+ * gives the same answer). 0: none yet; -1: the table is full; else index + 1. */
+static int dev_slot(struct ulpo_device *dev)
 {
-	if (!dev->slot) {
+	int slot = __atomic_load_n(&dev->slot, __ATOMIC_ACQUIRE);
+
+	if (!slot) {
 		int s = ulpo_ctl_slot(dev->name, dev->caps, &dev->limits);
 
-		dev->slot = s < 0 ? -1 : s + 1;
+		slot = s < 0 ? -1 : s + 1;
+		__atomic_store_n(&dev->slot, slot, __ATOMIC_RELEASE);
 	}
+	return slot;
 }
 
 /* The built-in devices' entries, and the settings from the environment. */
@@ -75,10 +81,11 @@ void ulpo_device_unregister(struct ulpo_device *dev)
 
 uint32_t ulpo_device_enabled(const struct ulpo_device *dev)
 {
+	int slot;
+
 	pthread_once(&init_once, registry_init);
-	if (!dev->slot)
-		dev_slot((struct ulpo_device *)dev);
-	return dev->slot > 0 ? ulpo_ctl_enabled(dev->slot - 1) & dev->caps : dev->caps;
+	slot = dev_slot((struct ulpo_device *)dev);
+	return slot > 0 ? ulpo_ctl_enabled(slot - 1) & dev->caps : dev->caps;
 }
 
 struct ulpo_device *ulpo_device_bind_tls(struct ulpo_sock *sk, enum ulpo_tls_dir dir)

@@ -39,8 +39,9 @@ void ulpo_ddp_dev_unregister(struct ulpo_ddp_dev *dev)
 static uint32_t ddp_enabled(struct ulpo_ddp_dev *dev)
 {
 	uint32_t e = __atomic_load_n(&dev->caps_enabled, __ATOMIC_RELAXED), t, m = 0;
+	int slot = __atomic_load_n(&dev->slot, __ATOMIC_ACQUIRE);
 
-	if (!dev->slot) {
+	if (!slot) {
 		uint32_t caps = 0;
 		int s;
 
@@ -50,11 +51,12 @@ static uint32_t ddp_enabled(struct ulpo_ddp_dev *dev)
 			caps |= ULPO_DEV_CAP_DDP_DDGST;
 		ulpo_device_toe();	/* the built-in entries first */
 		s = ulpo_ctl_slot(dev->name, caps, NULL);
-		dev->slot = s < 0 ? -1 : s + 1;
+		slot = s < 0 ? -1 : s + 1;
+		__atomic_store_n(&dev->slot, slot, __ATOMIC_RELEASE);
 	}
-	if (dev->slot < 0)
+	if (slot < 0)
 		return e;
-	t = ulpo_ctl_enabled(dev->slot - 1);
+	t = ulpo_ctl_enabled(slot - 1);
 	if (t & ULPO_DEV_CAP_DDP_NVME)
 		m |= ULPO_DDP_CAP_NVME_TCP;
 	if (t & ULPO_DEV_CAP_DDP_DDGST)

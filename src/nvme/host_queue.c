@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include <ulpo/ulpo.h>
 #include <unistd.h>
 
 #include "core/sys.h"
@@ -166,7 +168,9 @@ void host_queue_ddp_add(struct host_queue *q)
 	struct ulpo_ddp_config cfg = { .type = ULPO_DDP_TYPE_NVME_TCP };
 	struct ulpo_ddp_dev *dev;
 
-	if (q->ctrl->opts.no_ddp || !q->qid)
+	/* The process's offload policy (ULPO_OFFLOAD=off, ulpo caps --offload off) keeps
+	 * every queue on the copy path, as it keeps TLS connections on the software path. */
+	if (q->ctrl->opts.no_ddp || !q->qid || !ulpo_offload_get())
 		return;
 	dev = ulpo_ddp_dev_find(ULPO_DDP_CAP_NVME_TCP);
 	if (!dev || dev->ops->limits(dev, &q->ddp_lim) < 0)

@@ -63,7 +63,8 @@ struct tls_context {
 	/* TX (under sk->tx_lock) */
 	uint16_t tx_max_payload;	/* TLS_TX_MAX_PAYLOAD_LEN, default 2^14 */
 	/* The work thread's epoll set (tls_txwork.c): which set it is registered in (-1:
-	 * none) and under which fd. */
+	 * none) and under which fd; armed from the TX and the RX side, under work_lock. */
+	pthread_mutex_t work_lock;
 	int tx_work_epfd, tx_work_fd;
 	bool zerocopy_ro;
 	uint8_t *open_buf;		/* plaintext of the open record (MSG_MORE) */
@@ -108,7 +109,9 @@ struct tls_context {
 	 * work on its threads; the application's calls only copy into and out of buffers. */
 	struct ulpo_device *toe_dev;	/* took the connection; NULL: software path */
 	uint8_t toe_allow;		/* ULPO_PATH_* its caps gave this connection */
-	bool toe_tx, toe_rx;		/* directions it carries (keyed) */
+	/* Directions it carries (keyed): written under the direction's lock, read by the
+	 * work thread without it. */
+	atomic_bool toe_tx, toe_rx;
 	_Atomic uint32_t work_ev;	/* EPOLLIN/EPOLLOUT armed in the work set */
 	_Atomic uint32_t work_pending;	/* TOE_WORK_* rung on the doorbell, not run yet */
 	_Atomic unsigned int toe_gen;	/* futex word: the device made progress */
@@ -119,7 +122,7 @@ struct tls_context {
 	bool toe_rx_full;		/* no room: the reader's consumption resumes the device */
 	bool toe_fin;			/* shutdown(SHUT_WR): FIN once the queue is on the wire */
 	bool toe_fin_sent;
-	int toe_fd;			/* after close(): the fd the device finishes on, or -1 */
+	_Atomic int toe_fd;		/* after close(): the fd the device finishes on, or -1 */
 	size_t toe_sndbuf;		/* SO_SNDBUF the application set (0: the device's) */
 
 	/* Shared with other processes since a fork() (tls_share.c): NULL until then. */

@@ -159,6 +159,7 @@ static void tls_ctx_free(struct tls_context *ctx)
 	tls_share_detach(ctx);
 	tls_crypto_wipe(&ctx->tx);
 	tls_crypto_wipe(&ctx->rx);
+	pthread_mutex_destroy(&ctx->work_lock);
 	free(ctx);
 }
 
@@ -205,6 +206,7 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 		return -ENOMEM;
 	ctx->sk = sk;
 	ctx->tx_work_epfd = -1;
+	pthread_mutex_init(&ctx->work_lock, NULL);
 	ctx->tx_max_payload = ULPO_TLS_MAX_PAYLOAD;
 	ctx->rcvlowat = sock_rcvlowat(sk->fd);
 	tls_txq_init(ctx);

@@ -484,12 +484,14 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 			 * that the device has not read yet are waited for. */
 			if (ulpo_sys_recv(ctx->sk->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
 			    errno == EAGAIN) {
+				tls_rx_quiet(ctx);	/* nothing anywhere: give buffers back */
 				*err = -EAGAIN;
 				return -1;
 			}
 			tls_toe_kick(ctx, TOE_WORK_RX);
 		} else {
 			ns = rcvtimeo_ns(ctx->sk->fd);
+			tls_rx_quiet(ctx);	/* about to sleep with nothing held */
 		}
 	}
 	gen = atomic_load(&ctx->toe_gen);

@@ -60,7 +60,8 @@ static struct tls_share *share_new(const struct tls_context *ctx)
 {
 	size_t hdr = SHARE_ALIGN(sizeof(struct tls_share));
 	size_t pend = SHARE_ALIGN(2 * ctx->txq_max_bytes + 8 * TLS_MAX_WIRE);
-	size_t len = hdr + SHARE_ALIGN(ULPO_TLS_MAX_PAYLOAD) + 2 * SHARE_ALIGN(RX_CAP) + pend;
+	/* Room for the larger receive buffer, an offloaded connection's. */
+	size_t len = hdr + SHARE_ALIGN(ULPO_TLS_MAX_PAYLOAD) + 2 * SHARE_ALIGN(RX_CAP_TOE) + pend;
 	pthread_mutexattr_t a;
 	struct tls_share *s;
 
@@ -82,8 +83,8 @@ static struct tls_share *share_new(const struct tls_context *ctx)
 	s->map_len = len;
 	s->off_open = hdr;
 	s->off_rx = s->off_open + SHARE_ALIGN(ULPO_TLS_MAX_PAYLOAD);
-	s->off_shadow = s->off_rx + SHARE_ALIGN(RX_CAP);
-	s->off_pend = s->off_shadow + SHARE_ALIGN(RX_CAP);
+	s->off_shadow = s->off_rx + SHARE_ALIGN(RX_CAP_TOE);
+	s->off_pend = s->off_shadow + SHARE_ALIGN(RX_CAP_TOE);
 	s->pend_cap = pend;
 	return s;
 }
@@ -300,12 +301,18 @@ static void rx_load(struct tls_context *ctx, struct tls_share *s)
 	ctx->rx_head = ctx->rx_tail = 0;
 	ctx->rx_ndec = ctx->rx_consumed = 0;
 	ctx->rx_shadow_mask = ctx->rx_ahead_new = 0;
+	if (s->rx_len && ctx->rxbuf && ctx->rx_cap < s->rx_len) {
+		/* Another process's buffer was larger (an offloaded connection's). */
+		tls_rx_free(ctx);
+	}
 	if (s->rx_len && !ctx->rxbuf) {
-		ctx->rxbuf = malloc(RX_CAP);
-		ctx->rx_cap = RX_CAP;
+		size_t cap = s->rx_len > RX_CAP ? RX_CAP_TOE : RX_CAP;
+
+		ctx->rxbuf = malloc(cap);
+		ctx->rx_cap = cap;
 	}
 	if (s->rx_shadow_mask && ctx->rxbuf && !ctx->rx_shadow)
-		ctx->rx_shadow = malloc(RX_CAP);
+		ctx->rx_shadow = malloc(ctx->rx_cap);
 	if (s->rx_len && ctx->rxbuf && (!s->rx_shadow_mask || ctx->rx_shadow)) {
 		memcpy(ctx->rxbuf, SHARE_AT(s, s->off_rx), s->rx_len);
 		if (s->rx_shadow_mask)
@@ -438,6 +445,7 @@ static void prepare_one(struct ulpo_sock *sk, void *arg)
 	 * software path in both (its queue and held records carry over as they are). */
 	ctx->toe_tx = ctx->toe_rx = false;
 	sk->toe_path = 0;
+	tls_toe_wake(ctx);	/* a reader waiting for the device looks again */
 	/* A socket shared already: every call stores its state when it ends, and this
 	 * process's copy may be older than another's, so nothing is stored here (and no
 	 * shared mutex is waited for: a blocking call elsewhere must not hold up fork). */
@@ -518,6 +526,7 @@ static void fork_child(void)
 		atomic_fetch_add(&s->procs, 1);
 		tls_txq_drop(ctx);
 		atomic_store(&ctx->work_ev, 0);
+		pthread_mutex_init(&ctx->work_lock, NULL);	/* another thread may have held it */
 		ctx->tx_work_epfd = -1;
 		ctx->share_tx_in = ctx->share_rx_in = false;
 		ctx->share_tx_gen = ctx->share_rx_gen = UINT64_MAX;	/* load at first use */

@@ -42,9 +42,11 @@
 
 static void dev_conns(struct ulpo_device *dev, int d)
 {
+	int slot = __atomic_load_n(&dev->slot, __ATOMIC_ACQUIRE);
+
 	atomic_fetch_add(&dev->conns, (unsigned int)d);
-	if (dev->slot > 0)
-		atomic_fetch_add(&ulpo_stats->ctl.dev[dev->slot - 1].conns, (uint32_t)d);
+	if (slot > 0)
+		atomic_fetch_add(&ulpo_stats->ctl.dev[slot - 1].conns, (uint32_t)d);
 }
 
 /* The queue's bounds: the device's send buffer, or what the application set with
@@ -294,11 +296,11 @@ static void toe_rx(struct tls_context *ctx)
 	}
 	/* A socket being closed is not touched again: its fd number may name another
 	 * connection as soon as close() returns (release takes this lock first). */
-	if (!atomic_load(&ctx->sk->closing))
+	if (!atomic_load(&ctx->sk->closing) && ctx->toe_rx && !tls_shared(ctx))
 		tls_toe_rx_step(ctx);
-	pthread_mutex_unlock(&ctx->sk->rx_lock);
-	if (atomic_exchange(&ctx->toe_rx_missed, false))
-		tls_toe_kick(ctx, TOE_WORK_RX);
+	/* tls_rx_unlock: a fork() during the step made the socket shared; its state is
+	 * stored for the other process now (and a missed kick runs again). */
+	tls_rx_unlock(ctx);
 }
 
 /* ---- transmit, disconnect, detach ---- */

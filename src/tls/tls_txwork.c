@@ -199,13 +199,16 @@ void tls_work_arm(struct tls_context *ctx, uint32_t events)
 		atomic_fetch_and(&ctx->work_ev, ~events);
 		return;
 	}
-	ev.events = (before | events) | EPOLLONESHOT;
+	pthread_mutex_lock(&ctx->work_lock);
+	/* What is armed now, this call's and any other's since (one registration). */
+	ev.events = atomic_load(&ctx->work_ev) | EPOLLONESHOT;
 	ev.data.u64 = (uint64_t)fd;
 	op = ctx->tx_work_epfd == epfd && ctx->tx_work_fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	if (syscall(SYS_epoll_ctl, epfd, op, fd, &ev) && op == EPOLL_CTL_ADD && errno == EEXIST)
 		syscall(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, fd, &ev);
 	ctx->tx_work_epfd = epfd;
 	ctx->tx_work_fd = fd;
+	pthread_mutex_unlock(&ctx->work_lock);
 }
 
 /* Caller holds the TX lock, and records are ready but TCP took none of the head's
@@ -218,10 +221,12 @@ void tls_tx_work_arm(struct tls_context *ctx)
 /* Before the fd is closed: the set forgets it. */
 void tls_tx_work_forget(struct tls_context *ctx)
 {
+	pthread_mutex_lock(&ctx->work_lock);
 	if (ctx->tx_work_epfd >= 0 && ctx->tx_work_epfd == tw.epfd && tw.pid == getpid())
 		syscall(SYS_epoll_ctl, ctx->tx_work_epfd, EPOLL_CTL_DEL, ctx->tx_work_fd, NULL);
 	ctx->tx_work_epfd = -1;
 	atomic_store(&ctx->work_ev, 0);
+	pthread_mutex_unlock(&ctx->work_lock);
 }
 
 /* Queue sk (a reference is taken) for the thread and wake it. */

@@ -13,6 +13,7 @@
 
 #include <ulpo/ddp.h>
 #include <ulpo/nvme.h>
+#include <ulpo/ulpo.h>
 
 struct io {
 	int status;
@@ -101,6 +102,7 @@ int main(int argc, char **argv)
 	struct ulpo_nvme_ns_info ns;
 	const struct ulpo_nvme_ctrl_info *ci;
 	struct ulpo_nvme_stats st;
+	bool ddp_expected;
 	struct ulpo_ddp_stats ds;
 	size_t mib, total, n = 0, small = 0, large = 0;
 	uint32_t *blocks;
@@ -209,11 +211,13 @@ int main(int argc, char **argv)
 		r = run(c, ulpo_nvme_nr_io_queues(c), nsid, false, dst, blocks, n, ns.lba_size, qd);
 	if (!r)
 		r = ulpo_nvme_flush(c, nsid);
+	ddp_expected = !o.no_ddp && ulpo_offload_get();
 	ulpo_nvme_get_stats(c, &st);
 	ulpo_ddp_get_stats(ulpo_ddp_dev_sw(), &ds);
 	printf("%zu MiB in %zu writes (%zu small, %zu large) and %zu reads, queue depth %u, "
 	       "digests %s, DDP %s\n", total >> 20, n, small, large, n, qd,
-	       o.hdgst ? "on" : "off", o.no_ddp ? "off" : "on");
+	       o.hdgst ? "on" : "off",
+	       o.no_ddp ? "off" : ulpo_offload_get() ? "on" : "off (offload policy off)");
 	printf("host: in-capsule writes %llu, R2T writes %llu, H2CData %llu, C2HData %llu "
 	       "(SUCCESS flag %llu); placed %llu bytes, copied %llu; data digests checked by the "
 	       "device %llu, by the host %llu, errors %llu; keep alives %llu\n",
@@ -244,7 +248,11 @@ int main(int argc, char **argv)
 			i++;
 		printf("FAIL: data differs from byte %zu\n", i);
 		r = 1;
-	} else if (!small || !large || (!o.no_ddp && !st.placed_bytes)) {
+	} else if (ddp_expected != (st.placed_bytes != 0)) {
+		printf("FAIL: placed %llu bytes with DDP %s\n", (unsigned long long)st.placed_bytes,
+		       ddp_expected ? "expected" : "off (the offload policy keeps queues on the copy path)");
+		r = 1;
+	} else if (!small || !large) {
 		printf("FAIL: not every path was taken\n");
 		r = 1;
 	} else {
