@@ -120,11 +120,12 @@ else
 	record asan+ubsan setup FAIL 0
 fi
 
-banner "3/4 ThreadSanitizer build (clang): engine, async stress, async record layer, parallel decrypt, NVMe/TCP"
-TSAN_TESTS="engine engine-env engine-env-bad stress async tls-async rx-ahead ddp ddp-async target"
+banner "3/4 ThreadSanitizer build (clang): engine, async stress, async record layer, parallel decrypt, NVMe/TCP, whole-connection offload"
+TSAN_TESTS="engine engine-env engine-env-bad stress async tls-async rx-ahead ddp ddp-async target toe toe-async"
 compile_tsan() {
 	ninja -C "$1" tests/engine/test_engine tests/tls/test_stress tests/tls/test_async \
-		tests/tls/test_tls tests/tls/test_rx_ahead tests/nvme/test_ddp tests/nvme/test_target
+		tests/tls/test_tls tests/tls/test_rx_ahead tests/nvme/test_ddp tests/nvme/test_target \
+		tests/toe/test_toe
 }
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 if CC=clang setup build-tsan -Db_sanitize=thread -Db_lundef=false; then

@@ -61,13 +61,12 @@ static void ahead_done(struct ulpo_job *job)
 {
 	struct tls_rx_par *par = job->priv;
 	struct ulpo_sock *sk = par->sk;
+	bool toe = par->toe;
 
 	/* Release: the plaintext and result are visible to whoever sees the count drop.
-	 * The waiter may reuse par as soon as it reads 0: only sk (read above, the same
-	 * socket for any batch of this par) is used after. */
+	 * The waiter may reuse par as soon as it reads 0: only sk and toe, read above, are
+	 * used after. */
 	if (atomic_fetch_sub_explicit(&par->pending, 1, memory_order_acq_rel) == 1) {
-		bool toe = par->toe;
-
 		syscall(SYS_futex, &par->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 		/* The device collects the batch and goes on reading, unless it is this very
 		 * thread still submitting (inline engine): it looks itself then. */

@@ -153,6 +153,7 @@ static int tw_epfd(void)
 		fd = -1;
 	}
 	if (fd >= 0) {
+		tw.bellfd = bfd;	/* before the thread: it reads it */
 		pthread_attr_init(&a);
 		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&a, 256 * 1024);
@@ -170,7 +171,6 @@ static int tw_epfd(void)
 		ulpo_sys_close(bfd);
 	if (fd >= 0) {
 		tw.epfd = fd;
-		tw.bellfd = bfd;
 		tw.pid = getpid();
 		tw.bells = NULL;	/* a child's copy names the parent's references */
 	}
