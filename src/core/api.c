@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ulpo/device.h>
 #include <ulpo/ulpo.h>
 
 #include "core/sock.h"
@@ -59,6 +60,17 @@ enum device_policy { DEV_AUTO, DEV_KERNEL, DEV_SW };
 
 static enum device_policy dev_policy;
 static atomic_bool kernel_has_no_tls;
+static atomic_int kernel_slot = -1;	/* its entry in `ulpo caps`, once it took a socket */
+
+/* The kernel as a device in the run-time table: listed once it has taken a socket, and
+ * `ulpo caps --set tls-tx=off` (or tls-rx) on it sends new sockets to ulpo instead. */
+static bool kernel_enabled(void)
+{
+	int slot = atomic_load(&kernel_slot);
+	uint32_t both = ULPO_DEV_CAP_TLS_TX | ULPO_DEV_CAP_TLS_RX;
+
+	return slot < 0 || (ulpo_ctl_enabled(slot) & both) == both;
+}
 
 static void read_device_env(void)
 {
@@ -83,11 +95,17 @@ static int kernel_device(int fd, const void *optval, socklen_t optlen)
 	pthread_once(&once, read_device_env);
 	if (dev_policy == DEV_SW || !is_tls_ulp(optval, optlen) || ulpo_sock_maybe(fd) ||
 	    (dev_policy == DEV_AUTO && atomic_load_explicit(&kernel_has_no_tls,
-							    memory_order_relaxed)))
+							    memory_order_relaxed)) ||
+	    (dev_policy == DEV_AUTO && !kernel_enabled()))
 		return 0;
 	if (ulpo_sys_setsockopt(fd, SOL_TCP, TCP_ULP, optval, optlen) == 0) {
 		ulpo_stats_publish();
 		ulpo_stat_add(ULPO_STAT_ULP_KERNEL, 1);
+		if (atomic_load(&kernel_slot) < 0) {
+			ulpo_device_toe();	/* the built-in entries first */
+			atomic_store(&kernel_slot, ulpo_ctl_slot("kernel", ULPO_DEV_CAP_TLS_TX |
+								 ULPO_DEV_CAP_TLS_RX, NULL));
+		}
 		return 1;
 	}
 	if (dev_policy == DEV_KERNEL)

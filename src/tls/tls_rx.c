@@ -453,6 +453,7 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 {
 	unsigned int gen;
 	long long ns = -1;
+	bool sleeps = false;	/* waits for the peer, as recv would: a signal ends it */
 	long sz;
 	int r;
 
@@ -491,6 +492,7 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 			tls_toe_kick(ctx, TOE_WORK_RX);
 		} else {
 			ns = rcvtimeo_ns(ctx->sk->fd);
+			sleeps = true;
 			tls_rx_quiet(ctx);	/* about to sleep with nothing held */
 		}
 	}
@@ -501,7 +503,9 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 	tls_rx_unlock(ctx);
 	r = tls_toe_wait(ctx, gen, ns);
 	tls_rx_lock(ctx);
-	if (r == -EINTR || r == -ETIMEDOUT) {
+	/* Waiting for the device's work on bytes that are here is not a wait a signal
+	 * interrupts (the kernel would be decrypting them in this call): look again. */
+	if ((r == -EINTR && sleeps) || r == -ETIMEDOUT) {
 		*err = r == -EINTR ? -EINTR : -EAGAIN;
 		return -1;
 	}

@@ -524,6 +524,27 @@ static void fork_child(void)
 			continue;
 		}
 		atomic_fetch_add(&s->procs, 1);
+		/* A direction another thread (an application call, the device's thread, a
+		 * completion) was in at the fork may have been half-way through changing its
+		 * buffers and key schedules: this copy's pointers are not trusted (what they
+		 * held is left, unfreed); the stored state is loaded into fresh ones. */
+		if (!ctx->fork_held_tx) {
+			ctx->txq_head = ctx->txq_pool = NULL;
+			ctx->txq_tail = &ctx->txq_head;
+			ctx->txq_nrecs = ctx->txq_npool = 0;
+			ctx->txq_bytes = 0;
+			ctx->open_buf = NULL;
+			ctx->open_len = 0;
+			ctx->tx.aead = NULL;
+		}
+		if (!ctx->fork_held_rx) {
+			ctx->rxbuf = ctx->rx_shadow = NULL;
+			ctx->rx_par = NULL;
+			ctx->rx_cap = ctx->rx_dirty = 0;
+			ctx->rx_head = ctx->rx_tail = ctx->rx_ndec = ctx->rx_consumed = 0;
+			ctx->rx_shadow_mask = ctx->rx_ahead_new = 0;
+			ctx->rx.aead = NULL;
+		}
 		tls_txq_drop(ctx);
 		atomic_store(&ctx->work_ev, 0);
 		pthread_mutex_init(&ctx->work_lock, NULL);	/* another thread may have held it */

@@ -436,25 +436,10 @@ static bool linger_zero(int fd)
 	       !l.l_linger;
 }
 
-static void detached_add(struct ulpo_sock *sk)
+/* Enter sk in the list of detached sockets; false without memory. */
+static bool detached_add(struct ulpo_sock *sk)
 {
-	pthread_mutex_lock(&det_lock);
-	if (ndet == det_cap) {
-		size_t cap = det_cap ? 2 * det_cap : 16;
-		struct ulpo_sock **n = realloc(det, cap * sizeof(*n));
-
-		if (n) {
-			det = n;
-			det_cap = cap;
-		}
-	}
-	det[ndet++] = sk;	/* det_cap > ndet: checked by the caller's reservation */
-	pthread_mutex_unlock(&det_lock);
-}
-
-static bool detached_reserve(void)
-{
-	bool ok;
+	bool ok = true;
 
 	pthread_mutex_lock(&det_lock);
 	if (ndet == det_cap) {
@@ -466,7 +451,10 @@ static bool detached_reserve(void)
 			det_cap = cap;
 		}
 	}
-	ok = ndet < det_cap;
+	if (ndet < det_cap)
+		det[ndet++] = sk;
+	else
+		ok = false;
 	pthread_mutex_unlock(&det_lock);
 	return ok;
 }
@@ -488,13 +476,18 @@ bool tls_toe_release(struct tls_context *ctx)
 		return false;
 	}
 	tls_tx_lock(ctx);
-	if ((!ctx->txq_head && !tls_share_pend(ctx)) || ctx->txq_broken || !detached_reserve()) {
+	if ((!ctx->txq_head && !tls_share_pend(ctx)) || ctx->txq_broken) {
 		tls_tx_unlock(ctx);
-		return false;	/* nothing left (or no memory): an ordinary close */
+		return false;	/* nothing left: an ordinary close */
 	}
 	/* tu_detach: the application's fd goes now; the connection lives on a private one
-	 * until its queue is out (the kernel keeps the socket after close() the same way). */
+	 * until its queue is out (the kernel keeps the socket after close() the same way).
+	 * Without an fd or memory for that, an ordinary close (it waits). */
 	fd = ulpo_sys_fcntl(sk->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd >= 0 && !detached_add(sk)) {
+		ulpo_sys_close(fd);
+		fd = -1;
+	}
 	if (fd < 0) {
 		tls_tx_unlock(ctx);
 		return false;
@@ -505,7 +498,6 @@ bool tls_toe_release(struct tls_context *ctx)
 	ctx->toe_fd = fd;
 	pthread_mutex_unlock(&sk->rx_lock);
 	atomic_fetch_add(&sk->refs, 1);	/* the device's, until detached_end */
-	detached_add(sk);
 	ulpo_stat_add(ULPO_STAT_TOE_DETACHED, 1);
 	tls_tx_unlock(ctx);
 	tls_toe_kick(ctx, TOE_WORK_TX);

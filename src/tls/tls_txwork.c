@@ -42,6 +42,34 @@ static struct {
 	struct bell *bells;	/* sockets whose doorbell rang, under lock */
 } tw = { PTHREAD_MUTEX_INITIALIZER, -1, -1, 0, NULL };
 
+/* Held while the thread works on the events of one wait: fork() waits for it (a socket
+ * reference or a half-made change the thread holds would otherwise be the child's,
+ * with no thread there to finish it). */
+static pthread_mutex_t tw_run = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t tw_atfork_once = PTHREAD_ONCE_INIT;
+
+static void tw_fork_prepare(void)
+{
+	pthread_mutex_lock(&tw_run);
+}
+
+static void tw_fork_parent(void)
+{
+	pthread_mutex_unlock(&tw_run);
+}
+
+static void tw_fork_child(void)
+{
+	pthread_mutex_init(&tw_run, NULL);
+}
+
+/* Registered after tls_share.c's handlers, so this prepare runs before theirs: the
+ * thread finishes before the forking thread takes any socket's locks. */
+static void tw_atfork(void)
+{
+	pthread_atfork(tw_fork_prepare, tw_fork_parent, tw_fork_child);
+}
+
 static struct ulpo_sock *work_lookup(int fd)
 {
 	struct ulpo_sock *sk = ulpo_sock_lookup(fd);
@@ -112,6 +140,7 @@ static void *tw_main(void *arg)
 			continue;
 		if (n < 0)
 			return NULL;
+		pthread_mutex_lock(&tw_run);
 		for (int i = 0; i < n; i++) {
 			struct ulpo_sock *sk;
 
@@ -127,6 +156,7 @@ static void *tw_main(void *arg)
 							  EPOLLIN | EPOLLOUT : 0) : 0, 0);
 			ulpo_sock_put(sk);
 		}
+		pthread_mutex_unlock(&tw_run);
 	}
 }
 
@@ -139,6 +169,7 @@ static int tw_epfd(void)
 	sigset_t all, old;
 	int fd, bfd;
 
+	pthread_once(&tw_atfork_once, tw_atfork);
 	pthread_mutex_lock(&tw.lock);
 	if (tw.epfd >= 0 && tw.pid == getpid()) {
 		fd = tw.epfd;
@@ -172,7 +203,8 @@ static int tw_epfd(void)
 	if (fd >= 0) {
 		tw.epfd = fd;
 		tw.pid = getpid();
-		tw.bells = NULL;	/* a child's copy names the parent's references */
+		/* A child's copy of the bells names sockets it has too: its thread rings
+		 * them (and drops their references) with its own. */
 	}
 	pthread_mutex_unlock(&tw.lock);
 	return fd;
