@@ -200,20 +200,13 @@ static int check_request(const struct ulpo_ctl *c, const struct caps_args *a)
 	return 1;
 }
 
-/* Another process's table: the same stores ulpo_caps_set makes in its own. Its next
- * connections read them; connections it has are not changed. */
+/* Another process's table: the same stores ulpo_caps_set makes in its own (the request
+ * was checked against it already). Its next connections read them; connections it has
+ * are not changed. */
 static void apply_remote(struct ulpo_ctl *c, const struct caps_args *a)
 {
-	uint32_t n = ctl_ndev(c);
-
-	for (uint32_t i = 0; i < n && (a->on | a->off); i++) {
-		struct ulpo_ctl_dev *d = &c->dev[i];
-
-		if (a->device && !dev_is(d, a->device))
-			continue;
-		atomic_fetch_or(&d->enabled, a->on & d->caps);
-		atomic_fetch_and(&d->enabled, ~a->off);
-	}
+	if (a->on | a->off)
+		ulpo_ctl_caps_set(c, a->device, a->on, a->off);
 	if (a->offload >= 0)
 		atomic_store(&c->offload, (uint32_t)a->offload);
 }

@@ -76,19 +76,15 @@ uint32_t ulpo_ctl_enabled(int slot)
 	return atomic_load_explicit(&ulpo_stats->ctl.dev[slot].enabled, memory_order_relaxed);
 }
 
-int ulpo_caps_set(const char *device, uint32_t on, uint32_t off)
+int ulpo_ctl_caps_set(struct ulpo_ctl *c, const char *device, uint32_t on, uint32_t off)
 {
-	struct ulpo_ctl *c;
+	uint32_t n = atomic_load(&c->ndev);
 	bool found = false;
-	uint32_t n;
 
-	ulpo_device_toe();	/* the built-in devices have their entries */
-	c = &ulpo_stats->ctl;
-	n = atomic_load(&c->ndev);
-	if ((on | off) & ~ULPO_DEV_CAP_ALL) {
-		errno = EINVAL;
-		return -1;
-	}
+	if ((on | off) & ~ULPO_DEV_CAP_ALL)
+		return -EINVAL;
+	if (n > ULPO_CTL_MAX_DEV)
+		n = ULPO_CTL_MAX_DEV;
 	for (uint32_t i = 0; i < n; i++) {
 		struct ulpo_ctl_dev *d = &c->dev[i];
 
@@ -97,15 +93,22 @@ int ulpo_caps_set(const char *device, uint32_t on, uint32_t off)
 		found = true;
 		/* A device named on its own must support what it is asked to enable; for
 		 * every device, each enables what it has. */
-		if (device && (on & ~d->caps)) {
-			errno = EOPNOTSUPP;
-			return -1;
-		}
+		if (device && (on & ~d->caps))
+			return -EOPNOTSUPP;
 		atomic_fetch_or(&d->enabled, on & d->caps);
 		atomic_fetch_and(&d->enabled, ~off);
 	}
-	if (!found) {
-		errno = ENODEV;
+	return found ? 0 : -ENODEV;
+}
+
+int ulpo_caps_set(const char *device, uint32_t on, uint32_t off)
+{
+	int r;
+
+	ulpo_device_toe();	/* the built-in devices have their entries */
+	r = ulpo_ctl_caps_set(&ulpo_stats->ctl, device, on, off);
+	if (r < 0) {
+		errno = -r;
 		return -1;
 	}
 	return 0;

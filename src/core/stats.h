@@ -60,6 +60,9 @@ void ulpo_stats_publish(void);
  * supported, all enabled at first; -ENOSPC when the table is full. */
 int ulpo_ctl_slot(const char *name, uint32_t caps, const struct ulpo_device_limits *lim);
 uint32_t ulpo_ctl_enabled(int slot);
+/* ulpo_caps_set on table c (this process's, or another's page for `ulpo caps --pid`):
+ * 0, -EINVAL, -ENODEV, -EOPNOTSUPP. */
+int ulpo_ctl_caps_set(struct ulpo_ctl *c, const char *device, uint32_t on, uint32_t off);
 /* Move the table into a newly published page / back into process memory (fork). */
 void ulpo_ctl_copy(struct ulpo_ctl *dst, const struct ulpo_ctl *src);
 extern pthread_mutex_t ulpo_ctl_lock;	/* entries are added, and the page moves, under it */
