@@ -242,11 +242,11 @@ static void print_table(const struct ulpo_ctl *c, const struct caps_args *a, int
 		wen = (int)strlen(en[i]) > wen ? (int)strlen(en[i]) : wen;
 	}
 	printf("pid %d (%.*s)\n", pid, (int)strnlen(comm, comm_len), comm);
-	printf("%-*s  %-*s  %-*s  %-9s  %-7s  %-7s  %s\n", wname, "device", wsup, "supported",
-	       wen, "enabled", "max_conns", "sndbuf", "rcvbuf", "conns");
+	printf("%-*s  %-*s  %-*s  %-9s  %-7s  %-7s  %-7s  %s\n", wname, "device", wsup,
+	       "supported", wen, "enabled", "max_conns", "sndbuf", "rcvbuf", "mem", "conns");
 	for (uint32_t i = 0; i < n; i++) {
 		const struct ulpo_ctl_dev *d = &c->dev[i];
-		char mc[16], sb[16], rb[16];
+		char mc[16], sb[16], rb[16], mb[16];
 
 		if (a->device && !dev_is(d, a->device))
 			continue;
@@ -256,8 +256,13 @@ static void print_table(const struct ulpo_ctl *c, const struct caps_args *a, int
 			snprintf(mc, sizeof(mc), "none");
 		size_str(d->limits.sndbuf, sb, sizeof(sb));
 		size_str(d->limits.rcvbuf, rb, sizeof(rb));
-		printf("%-*.*s  %-*s  %-*s  %-9s  %-7s  %-7s  %u\n", wname, ULPO_CTL_NAME_MAX,
-		       d->name, wsup, sup[i], wen, en[i], mc, sb, rb, atomic_load(&d->conns));
+		if (d->limits.mem)
+			size_str(d->limits.mem, mb, sizeof(mb));
+		else
+			snprintf(mb, sizeof(mb), "none");
+		printf("%-*.*s  %-*s  %-*s  %-9s  %-7s  %-7s  %-7s  %u\n", wname,
+		       ULPO_CTL_NAME_MAX, d->name, wsup, sup[i], wen, en[i], mc, sb, rb, mb,
+		       atomic_load(&d->conns));
 	}
 	printf("offload: %s (process-wide policy)\n", atomic_load(&c->offload) ? "on" : "off");
 }
@@ -282,9 +287,9 @@ static void print_json(const struct ulpo_ctl *c, const struct caps_args *a, int 
 		json_caps(d->caps);
 		printf(", \"enabled\": ");
 		json_caps(atomic_load(&d->enabled) & d->caps);
-		printf(", \"limits\": {\"max_conns\": %u, \"sndbuf\": %u, \"rcvbuf\": %u}, "
-		       "\"conns\": %u}", d->limits.max_conns, d->limits.sndbuf, d->limits.rcvbuf,
-		       atomic_load(&d->conns));
+		printf(", \"limits\": {\"max_conns\": %u, \"sndbuf\": %u, \"rcvbuf\": %u, "
+		       "\"mem\": %u}, \"conns\": %u}", d->limits.max_conns, d->limits.sndbuf,
+		       d->limits.rcvbuf, d->limits.mem, atomic_load(&d->conns));
 		first = false;
 	}
 	printf("%s]}\n", first ? "" : "\n");

@@ -89,6 +89,9 @@ struct ulpo_device_limits {
 	uint32_t max_conns;		/* whole connections at once; 0: no limit */
 	uint32_t sndbuf;		/* bytes a connection may queue for sending */
 	uint32_t rcvbuf;		/* plaintext a connection holds ahead of the reader */
+	uint32_t mem;			/* bytes all its connections queue together before each
+					 * is held to 64 KiB (the kernel's tcp_mem pressure);
+					 * 0: no such bound */
 };
 
 struct ulpo_device {
@@ -99,6 +102,7 @@ struct ulpo_device {
 	struct ulpo_device_limits limits;
 	int slot;			/* its entry in the run-time table (ulpo caps) */
 	_Atomic unsigned int conns;	/* whole connections it carries now */
+	_Atomic uint64_t queued;	/* bytes its connections queue now (limits.mem) */
 };
 
 /* Register a device; it is preferred over those registered before it. */

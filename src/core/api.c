@@ -507,13 +507,17 @@ static bool close_alias(struct ulpo_sock *sk, int fd)
 		return false;
 	}
 	if (fd == sk->fd) {
-		pthread_mutex_lock(&sk->tx_lock);
-		pthread_mutex_lock(&sk->rx_lock);
-		sk->fd = sk->aliases[--sk->naliases];
-		if (sk->proto->fd_change)
-			sk->proto->fd_change(sk, fd);
-		pthread_mutex_unlock(&sk->rx_lock);
-		pthread_mutex_unlock(&sk->tx_lock);
+		int to = sk->aliases[--sk->naliases];
+
+		if (sk->proto->fd_change) {
+			sk->proto->fd_change(sk, to);
+		} else {
+			pthread_mutex_lock(&sk->tx_lock);
+			pthread_mutex_lock(&sk->rx_lock);
+			sk->fd = to;
+			pthread_mutex_unlock(&sk->rx_lock);
+			pthread_mutex_unlock(&sk->tx_lock);
+		}
 	} else {
 		for (i = 0; i < sk->naliases && sk->aliases[i] != fd; i++)
 			;

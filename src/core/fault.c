@@ -61,7 +61,7 @@ static struct ulpo_device fault_dev = {
 	.name = "fault",
 	.caps = ULPO_DEV_CAP_TLS_TX | ULPO_DEV_CAP_TLS_RX | ULPO_DEV_CAP_TOE,
 	.ops = &fault_ops,
-	.limits = { .max_conns = 0, .sndbuf = 8u << 20, .rcvbuf = 1u << 20 },
+	.limits = { .max_conns = 0, .sndbuf = 8u << 20, .rcvbuf = 512u << 10, .mem = 64u << 20 },
 };
 
 /* DDP half: the sw device's work, with sk_add and setup refused as asked. */

@@ -34,9 +34,11 @@ struct ulpo_proto {
 	short (*poll_finish)(struct ulpo_sock *sk, short events, short kernel_revents);
 	int (*shutdown)(struct ulpo_sock *sk, int how);
 	void (*release)(struct ulpo_sock *sk);	/* before close(fd): flush closed records */
-	/* sk->fd moved from old_fd (still open until the caller closes it) to another of the
-	 * socket's fds; both I/O locks are held. For state keyed by fd number. */
-	void (*fd_change)(struct ulpo_sock *sk, int old_fd);
+	/* Move sk->fd to new_fd, another of the socket's fds (the old one stays open until
+	 * the caller closes it), under both I/O locks taken and released the ULP's way (its
+	 * unlock may owe work to a completion that found a lock taken). For state keyed by
+	 * fd number. NULL: the caller moves it under both locks. */
+	void (*fd_change)(struct ulpo_sock *sk, int new_fd);
 	/* At the last reference (no call is using the socket any more): free the ULP's
 	 * state and wipe its keys. */
 	void (*destroy)(struct ulpo_sock *sk);

@@ -11,7 +11,7 @@
 #include <ulpo/ulpo.h>
 
 #define ULPO_STATS_MAGIC 0x756c706f53544154ull	/* "ulpoSTAT" */
-#define ULPO_STATS_VERSION 3
+#define ULPO_STATS_VERSION 4
 #define ULPO_STATS_DIR "/dev/shm"
 #define ULPO_STATS_PREFIX "ulpo-stats."
 

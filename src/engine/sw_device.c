@@ -20,8 +20,9 @@ static struct ulpo_device sw_device = {
 	.caps = ULPO_DEV_CAP_TLS_TX | ULPO_DEV_CAP_TLS_RX | ULPO_DEV_CAP_TOE,
 	.ops = &sw_ops,
 	/* A whole connection may queue 8 MiB to send (the kernel's tcp_wmem maximum is 4 MiB
-	 * of its own, on top) and hold 1 MiB of plaintext ahead of its reader. */
-	.limits = { .max_conns = 0, .sndbuf = 8u << 20, .rcvbuf = 1u << 20 },
+	 * of its own, on top) and hold 512 KiB of plaintext ahead of its reader; past 64 MiB
+	 * queued by all, each gets 64 KiB (a thousand senders would queue gigabytes). */
+	.limits = { .max_conns = 0, .sndbuf = 8u << 20, .rcvbuf = 512u << 10, .mem = 64u << 20 },
 };
 
 struct ulpo_device *ulpo_device_sw(void)

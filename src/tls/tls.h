@@ -124,6 +124,7 @@ struct tls_context {
 	bool toe_fin_sent;
 	_Atomic int toe_fd;		/* after close(): the fd the device finishes on, or -1 */
 	size_t toe_sndbuf;		/* SO_SNDBUF the application set (0: the device's) */
+	size_t toe_charged;		/* txq_bytes counted in toe_dev->queued */
 
 	/* Shared with other processes since a fork() (tls_share.c): NULL until then. */
 	_Atomic(struct tls_share *) share;
@@ -298,6 +299,9 @@ int tls_toe_poll_fd(void);
 bool tls_toe_sendable(struct tls_context *ctx);
 /* SO_SNDBUF set by the application: an offloaded connection's queue follows it. */
 void tls_toe_sndbuf(struct tls_context *ctx);
+size_t tls_toe_bound(const struct tls_context *ctx);
+void tls_toe_charge(struct tls_context *ctx);
+size_t tls_toe_rx_cap(const struct tls_context *ctx);
 /* On the device, with the TX lock held, after a push: FIN, a closed socket's end. */
 void tls_toe_txq_done(struct tls_context *ctx);
 /* Sockets the device finishes after close(), by their private fd. */

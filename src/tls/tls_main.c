@@ -754,17 +754,21 @@ __attribute__((destructor)) static void tls_exit_flush(void)
 
 /* The deferred-transmit set knows the socket by fd number: the old one (still open) is
  * forgotten, and records TCP refused are armed again under the new one. */
-static void tls_fd_change(struct ulpo_sock *sk, int old_fd)
+static void tls_fd_change(struct ulpo_sock *sk, int new_fd)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 
-	(void)old_fd;
-	tls_tx_work_forget(ctx);
+	tls_tx_lock(ctx);
+	tls_rx_lock(ctx);
+	tls_tx_work_forget(ctx);	/* the work set forgets the old number */
+	sk->fd = new_fd;
 	if (ctx->tx_ready && tls_txq_unsent_ready(ctx))
 		tls_tx_work_arm(ctx);
 	/* The device's read-ahead is armed again under the new number. */
 	if (ctx->toe_rx)
 		tls_toe_kick(ctx, TOE_WORK_RX);
+	tls_rx_unlock(ctx);
+	tls_tx_unlock(ctx);	/* sends what a completion left to the lock's holder */
 }
 
 static void tls_destroy(struct ulpo_sock *sk)

@@ -99,7 +99,7 @@ static ssize_t rx_fill(struct tls_context *ctx, bool nonblock)
 		nonblock = true;
 	}
 	if (!ctx->rxbuf) {
-		size_t cap = ctx->toe_rx ? RX_CAP_TOE : RX_CAP;
+		size_t cap = ctx->toe_rx ? tls_toe_rx_cap(ctx) : RX_CAP;
 
 		ctx->rxbuf = malloc(cap);
 		if (!ctx->rxbuf)

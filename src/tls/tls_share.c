@@ -479,14 +479,19 @@ static void fork_prepare(void)
 	ulpo_sock_for_each(prepare_one, NULL);
 }
 
-static void release_held(void)
+static void release_held(bool parent)
 {
 	for (size_t i = 0; i < fk.n; i++) {
 		struct tls_context *ctx = fk.held[i];
 		struct ulpo_sock *sk = ctx->sk;
 
-		if (ctx->fork_held_tx)
+		if (ctx->fork_held_tx) {
 			pthread_mutex_unlock(&sk->tx_lock);
+			/* A completion that found the lock taken during the fork left its
+			 * push to the holder: the parent's threads do it now. */
+			if (parent && tls_tx_trylock(ctx))
+				tls_tx_unlock(ctx);
+		}
 		if (ctx->fork_held_rx)
 			pthread_mutex_unlock(&sk->rx_lock);
 		ctx->fork_held_tx = ctx->fork_held_rx = false;
@@ -498,7 +503,7 @@ static void release_held(void)
 
 static void fork_parent(void)
 {
-	release_held();
+	release_held(true);
 }
 
 /* In the child: the other threads are gone, and so is whatever they were doing. Each
@@ -552,7 +557,7 @@ static void fork_child(void)
 		ctx->share_tx_in = ctx->share_rx_in = false;
 		ctx->share_tx_gen = ctx->share_rx_gen = UINT64_MAX;	/* load at first use */
 	}
-	release_held();
+	release_held(false);
 }
 
 static void register_handlers(void)

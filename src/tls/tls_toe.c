@@ -127,10 +127,51 @@ void tls_toe_sndbuf(struct tls_context *ctx)
 	}
 }
 
+/* Bytes the queue may hold now: its bound, or TOE_PRESSURE_BYTES while the device's
+ * connections together queue more than its limits.mem (the kernel holds every socket to
+ * tcp_wmem[0] under tcp_mem pressure the same way). */
+#define TOE_PRESSURE_BYTES (64u << 10)
+
+size_t tls_toe_bound(const struct tls_context *ctx)
+{
+	const struct ulpo_device *dev = ctx->toe_dev;
+
+	if (!ctx->toe_tx || !dev || !dev->limits.mem ||
+	    atomic_load_explicit(&dev->queued, memory_order_relaxed) <= dev->limits.mem ||
+	    ctx->txq_max_bytes < TOE_PRESSURE_BYTES)
+		return ctx->txq_max_bytes;
+	return TOE_PRESSURE_BYTES;
+}
+
+/* The queue's size into the device's total (TX lock held). */
+void tls_toe_charge(struct tls_context *ctx)
+{
+	if (!ctx->toe_dev || ctx->txq_bytes == ctx->toe_charged)
+		return;
+	atomic_fetch_add_explicit(&ctx->toe_dev->queued,
+				  (uint64_t)ctx->txq_bytes - (uint64_t)ctx->toe_charged,
+				  memory_order_relaxed);
+	ctx->toe_charged = ctx->txq_bytes;
+}
+
+/* The receive buffer of an offloaded connection: the device's rcvbuf in whole records,
+ * between the software path's and the most the fork share maps. */
+size_t tls_toe_rx_cap(const struct tls_context *ctx)
+{
+	size_t n = ctx->toe_dev ? (ctx->toe_dev->limits.rcvbuf + TLS_MAX_WIRE - 1) / TLS_MAX_WIRE : 0;
+
+	n = n < RX_CAP / TLS_MAX_WIRE ? RX_CAP / TLS_MAX_WIRE : n;
+	n = n > RX_CAP_TOE / TLS_MAX_WIRE ? RX_CAP_TOE / TLS_MAX_WIRE : n;
+	return n * TLS_MAX_WIRE;
+}
+
 void tls_toe_detach_dev(struct tls_context *ctx)
 {
 	if (!ctx->toe_dev)
 		return;
+	atomic_fetch_sub_explicit(&ctx->toe_dev->queued, (uint64_t)ctx->toe_charged,
+				  memory_order_relaxed);
+	ctx->toe_charged = 0;
 	if (ctx->toe_dev->ops->toe_del)
 		ctx->toe_dev->ops->toe_del(ctx->toe_dev, ctx->sk);
 	dev_conns(ctx->toe_dev, -1);

@@ -231,7 +231,14 @@ int tls_txq_push(struct tls_context *ctx, int flags)
 
 bool tls_txq_writable(const struct tls_context *ctx)
 {
-	return ctx->txq_nrecs < ctx->txq_max_recs && ctx->txq_bytes < ctx->txq_max_bytes;
+	return ctx->txq_nrecs < ctx->txq_max_recs && ctx->txq_bytes < tls_toe_bound(ctx);
+}
+
+/* Room for a record of `wire` bytes (one record's worth of slack over the byte bound). */
+static bool txq_room(const struct tls_context *ctx, size_t wire)
+{
+	return ctx->txq_nrecs < ctx->txq_max_recs &&
+	       ctx->txq_bytes + wire <= tls_toe_bound(ctx) + TLS_MAX_WIRE;
 }
 
 bool tls_txq_unsent_ready(const struct tls_context *ctx)
@@ -264,6 +271,7 @@ void tls_tx_unlock(struct tls_context *ctx)
 		}
 		if (ctx->toe_tx && ulpo_on_device)
 			tls_toe_txq_done(ctx);
+		tls_toe_charge(ctx);
 		if (shared)
 			tls_share_tx_leave(ctx);
 		pthread_mutex_unlock(&sk->tx_lock);
@@ -367,12 +375,15 @@ static int txq_make_room(struct tls_context *ctx, size_t wire, int flags)
 	bool checked = false;
 
 	for (;;) {
-		int r = tls_txq_push(ctx, flags | MSG_DONTWAIT);
+		int r = 0;
 
+		/* Offloaded, the device sends; a sender held at the bound pushes while it
+		 * waits, as the kernel's sendmsg does. */
+		if (!ctx->toe_tx || ulpo_on_device || !txq_room(ctx, wire))
+			r = tls_txq_push(ctx, flags | MSG_DONTWAIT);
 		if (r < 0 && r != -EAGAIN)
 			return r;
-		if (ctx->txq_nrecs < ctx->txq_max_recs &&
-		    ctx->txq_bytes + wire <= ctx->txq_max_bytes + TLS_MAX_WIRE)
+		if (txq_room(ctx, wire))
 			return 0;
 		if (!checked && !may_wait(ctx->sk->fd, flags))
 			return -EAGAIN;

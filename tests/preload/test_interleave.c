@@ -22,7 +22,8 @@
  * the seed. At the end each side closes its open record with one byte without MSG_MORE,
  * both shut down while two threads read to EOF, and every byte sent must have arrived.
  *
- * ULPO_TRACE=1 prints every call (for a minimal reproduction). */
+ * ULPO_TRACE=1 prints every call (for a minimal reproduction); ULPO_PAUSE_ON_FAIL=1 stops at a
+ * failure, for a debugger. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -161,6 +162,13 @@ static void fail(const char *fmt, ...)
 	va_end(ap);
 	printf("\n  rerun: ULPO_SEED=%llu (ULPO_TRACE=1 prints each call)\n", g_seed);
 	fflush(stdout);
+	if (getenv("ULPO_PAUSE_ON_FAIL")) {
+		/* For a debugger: the failing state as it is (other threads run on). */
+		printf("  paused: pid %d\n", (int)getpid());
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
 	/* Not exit(): its flush of what ulpo holds could wait on a broken socket. */
 	_exit(1);
 }

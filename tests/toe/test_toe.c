@@ -1158,6 +1158,94 @@ static void t_linger0(bool optout, uint64_t seed)
 
 /* ---- main ---- */
 
+/* ---- memory pressure: the device's connections together queue at most limits.mem ---- */
+
+/* Non-blocking sends into fd until it stays unwritable for 300 ms (its peer not
+ * reading); the stream is `chunk` repeated, *pos bytes of it sent before. The bytes
+ * it took. */
+static size_t fill_until_full(int fd, const uint8_t *chunk, size_t len, size_t *pos)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLOUT };
+	size_t took = 0;
+
+	do {
+		ssize_t r;
+
+		while ((r = ulpo_send(fd, chunk + *pos % len, len - *pos % len,
+				      MSG_DONTWAIT | MSG_NOSIGNAL)) > 0) {
+			took += (size_t)r;
+			*pos += (size_t)r;
+		}
+		if (r < 0 && errno != EAGAIN) {
+			fail_msg("send: %s after %zu bytes", strerror(errno), took);
+			break;
+		}
+	} while (ulpo_poll(&pf, 1, 300) > 0 && took < (64u << 20));
+	return took;
+}
+
+/* Read `n` bytes of the repeated `chunk` from fd and compare. */
+static void drain_check(int fd, const uint8_t *chunk, size_t len, size_t n, const char *who)
+{
+	static uint8_t sink[1u << 20];
+
+	for (size_t got = 0; got < n;) {
+		ssize_t r = read_timed(fd, sink, n - got < sizeof(sink) ? n - got : sizeof(sink));
+
+		if (r <= 0) {
+			fail_msg("%s: %zd after %zu of %zu bytes", who, r, got, n);
+			return;
+		}
+		for (ssize_t i = 0; i < r; i++)
+			if (sink[i] != chunk[(got + (size_t)i) % len]) {
+				fail_msg("%s: byte %zu differs", who, got + (size_t)i);
+				return;
+			}
+		got += (size_t)r;
+	}
+}
+
+/* With the device's memory bound at 6 MiB, a first connection whose peer does not read
+ * queues up to it; then the device is under pressure and a second, beside it, gets
+ * 64 KiB of queue (both also fill the kernel's buffers, about the same for each). Once
+ * the first one's peer has read everything the pressure is gone and the second queues
+ * megabytes again. Every byte of both arrives, in order. */
+static void t_mem_pressure(void)
+{
+	struct ulpo_device *dev = ulpo_device_toe();
+	const size_t len = 65536;
+	uint8_t *chunk = malloc(len);
+	uint32_t saved = dev->limits.mem;
+	size_t a, b, b2, pos1 = 0, pos2 = 0;
+	int c1, s1, c2, s2;
+	uint64_t rs = base_seed ^ 0x3e3;
+
+	t_fill(&rs, chunk, len);
+	dev->limits.mem = 6u << 20;
+	tls_pair_opts(&variants[8], base_seed ^ 0x3e30, &c1, &s1, false, false);
+	tls_pair_opts(&variants[8], base_seed ^ 0x3e32, &c2, &s2, false, false);
+	CHECK_PATH(c1, PATH_BOTH);
+	CHECK_PATH(c2, PATH_BOTH);
+	a = fill_until_full(c1, chunk, len, &pos1);
+	b = fill_until_full(c2, chunk, len, &pos2);
+	info("peers not reading: the first connection took %.2f MiB, the second beside it "
+	     "%.2f MiB (device under pressure)", (double)a / (1 << 20), (double)b / (1 << 20));
+	if (a < b + (3u << 20))
+		fail_msg("first took %zu bytes, second %zu: expected at least 3 MiB less for the "
+			 "second (the first queued 6 MiB, the second 64 KiB)", a, b);
+	drain_check(s1, chunk, len, a, "first peer");
+	b2 = fill_until_full(c2, chunk, len, &pos2);
+	info("after the first peer read everything, the second took %.2f MiB more",
+	     (double)b2 / (1 << 20));
+	if (b2 < (3u << 20))
+		fail_msg("second took only %zu more bytes with the pressure gone", b2);
+	drain_check(s2, chunk, len, b + b2, "second peer");
+	close_pair(c1, s1);
+	close_pair(c2, s2);
+	dev->limits.mem = saved;
+	free(chunk);
+}
+
 static void on_alarm(int sig)
 {
 	static const char m1[] = "FAIL watchdog: still running after the binary's time limit in ";
@@ -1245,6 +1333,7 @@ int main(int argc, char **argv)
 	run("close_8m_queued peer-offloaded", t_close_offloaded_peer);
 	run("linger0 offloaded", t_linger0_offloaded);
 	run("linger0 opted-out", t_linger0_opted_out);
+	run("mem_pressure", t_mem_pressure);
 	printf("%d passed, %d failed\n", passed_total, failed_total);
 	return failed_total ? 1 : 0;
 }

@@ -111,7 +111,7 @@ def main():
         sw = [d for d in j["devices"] if d["name"] == "sw"]
         check(rc == 0 and j["pid"] == pid and j["offload"] is True and len(sw) == 1 and
               set(sw[0]["supported"]) == set(CAPS) and set(sw[0]["enabled"]) == set(CAPS) and
-              set(sw[0]["limits"]) == {"max_conns", "sndbuf", "rcvbuf"} and
+              set(sw[0]["limits"]) == {"max_conns", "sndbuf", "rcvbuf", "mem"} and
               isinstance(sw[0]["conns"], int),
               "--json: pid, offload, sw with its caps, limits, conns", out)
     except (ValueError, KeyError, TypeError) as e:
