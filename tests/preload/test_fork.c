@@ -74,6 +74,35 @@ static void install(int fd, unsigned short version, int dir)
 	}
 }
 
+/* One process waits at a gate until another has installed its keys: the kernel refuses
+ * TCP_ULP on a connection no longer established (ENOTCONN), so a peer may not close it
+ * before then, which a busy machine would otherwise let happen. */
+static void gate_make(int g[2])
+{
+	if (pipe(g))
+		exit(2);
+}
+
+static void gate_pass(int g[2])
+{
+	if (write(g[1], "g", 1) != 1)
+		exit(2);
+}
+
+static void gate_wait(int g[2])
+{
+	char c;
+
+	if (read(g[0], &c, 1) != 1)
+		exit(2);
+}
+
+static void gate_close(int g[2])
+{
+	close(g[0]);
+	close(g[1]);
+}
+
 /* A message: 'M', writer, 4-byte number, 2-byte length, then a pattern of all three. */
 static size_t msg_make(uint8_t *m, uint8_t who, uint32_t i, size_t len)
 {
@@ -145,17 +174,21 @@ static int writer(int fd, uint8_t who, uint64_t s)
 
 static void test_writers(unsigned short version)
 {
-	int s[2], st_r = 0, st_c = 0, small = 4096, r;
+	int s[2], g[2], st_r = 0, st_c = 0, small = 4096, r;
 	pid_t rd, ch;
 
 	loopback_pair(s, "test_fork");
+	gate_make(g);
 	fflush(stdout);
 	rd = fork();
 	if (rd == 0) {
 		close(s[0]);
 		install(s[1], version, TLS_RX);
+		gate_pass(g);
 		_exit(writers_reader(s[1]));
 	}
+	gate_wait(g);
+	gate_close(g);
 	close(s[1]);
 	setsockopt(s[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	install(s[0], version, TLS_TX);
@@ -221,17 +254,19 @@ static int reader(int fd, int out, uint64_t s)
 static void test_readers(unsigned short version)
 {
 	static uint8_t seen[NMSG];
-	int s[2], pfd[2], st_w = 0, st_c = 0, bad, ok = 1;
+	int s[2], g[2], pfd[2], st_w = 0, st_c = 0, bad, ok = 1;
 	uint8_t m[REC];
 	pid_t wr, ch;
 	uint32_t i;
 
 	loopback_pair(s, "test_fork");
+	gate_make(g);
 	fflush(stdout);
 	wr = fork();
 	if (wr == 0) {
 		close(s[1]);
 		install(s[0], version, TLS_TX);
+		gate_wait(g);	/* the reader's keys are in before the last byte and FIN */
 		for (i = 0; i < NMSG; i++)
 			if (send(s[0], m, msg_make(m, 'R', i, REC), 0) != REC)
 				_exit(1);
@@ -242,6 +277,8 @@ static void test_readers(unsigned short version)
 	}
 	close(s[0]);
 	install(s[1], version, TLS_RX);
+	gate_pass(g);
+	gate_close(g);
 	if (pipe(pfd))
 		exit(2);
 	ch = fork();
@@ -284,17 +321,21 @@ static int expect(int fd, const char *want)
  * under them, never plaintext. */
 static void test_refork(unsigned short version)
 {
-	int s[2], st = 0, st_r = 0;
+	int s[2], g[2], st = 0, st_r = 0;
 	pid_t rd, c1, c2;
 
 	loopback_pair(s, "test_fork");
+	gate_make(g);
 	fflush(stdout);
 	rd = fork();
 	if (rd == 0) {
 		close(s[0]);
 		install(s[1], version, TLS_RX);
+		gate_pass(g);
 		_exit(expect(s[1], "AAAABBBBCCCC") ? 1 : 0);
 	}
+	gate_wait(g);
+	gate_close(g);
 	close(s[1]);
 	install(s[0], version, TLS_TX);
 	c1 = fork();
@@ -314,12 +355,16 @@ static void test_refork(unsigned short version)
 
 	/* Keys installed in the child after the fork. */
 	loopback_pair(s, "test_fork");
+	gate_make(g);
 	rd = fork();
 	if (rd == 0) {
 		close(s[0]);
 		install(s[1], version, TLS_RX);
+		gate_pass(g);
 		_exit(expect(s[1], "XY") ? 1 : 0);
 	}
+	gate_wait(g);
+	gate_close(g);
 	close(s[1]);
 	if (setsockopt(s[0], SOL_TCP, TCP_ULP, "tls", sizeof("tls")))
 		exit(2);
