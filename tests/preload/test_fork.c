@@ -296,9 +296,21 @@ static void test_readers(unsigned short version)
 	waitpid(ch, &st_c, 0);
 	waitpid(wr, &st_w, 0);
 	close(s[1]);
-	for (i = 0; i < NMSG; i++)
-		if (seen[i] != 1)
-			ok = 0;
+	{
+		uint32_t missing = 0, dup = 0, first = NMSG;
+
+		for (i = 0; i < NMSG; i++) {
+			missing += !seen[i];
+			dup += seen[i] > 1;
+			if (seen[i] != 1 && first == NMSG)
+				first = i;
+		}
+		ok = !missing && !dup;
+		if (!ok)
+			fprintf(stderr, "two readers: of %d records %u never read, %u read twice "
+				"(the first of them: %u); writer exit %d\n", NMSG, missing, dup,
+				first, WIFEXITED(st_w) ? WEXITSTATUS(st_w) : -1);
+	}
 	check(!bad && WIFEXITED(st_c) && !WEXITSTATUS(st_c) && WIFEXITED(st_w) &&
 	      !WEXITSTATUS(st_w), "two readers: every read returns one whole record");
 	check(ok, "two readers: every record is read once, by one of them");
