@@ -216,7 +216,8 @@ int ulpo_ulp_install(struct ulpo_sock *sk, const char *optval, size_t optlen)
 	pthread_mutex_lock(&sk->tx_lock);
 	pthread_mutex_lock(&sk->rx_lock);
 	sk->ulp = ctx;
-	sk->proto = &ulpo_tls_proto;
+	/* Release: the device's thread reads proto without the locks, then the context. */
+	__atomic_store_n(&sk->proto, &ulpo_tls_proto, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&sk->rx_lock);
 	pthread_mutex_unlock(&sk->tx_lock);
 	ulpo_stats_publish();

@@ -460,7 +460,10 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 	if (ctx->rx_fatal || ctx->key_update_pending || ctx->rx_stopped)
 		return 0;
 	sz = ctx->rxbuf ? rx_whole(ctx, rel) : 0;
-	if (sz < 0 || (sz > 0 && ctx->toe_rx_stuck))
+	/* A whole record the device will not take on (it stopped there, for room, or at an
+	 * error TCP reported, which comes after the data): the reader's own step. */
+	if (sz < 0 || (sz > 0 && (ctx->toe_rx_stuck || ctx->toe_rx_full ||
+				  atomic_load(&ctx->sk->err))))
 		return 0;
 	if (sz == 0) {
 		if (ctx->rx_eof && !enough)

@@ -83,7 +83,8 @@ static void work_one(struct ulpo_sock *sk, uint32_t fired, uint32_t work)
 {
 	struct tls_context *ctx;
 
-	if (sk->proto != &ulpo_tls_proto)
+	/* Without the locks: an event for an fd number may find a socket being set up. */
+	if (__atomic_load_n(&sk->proto, __ATOMIC_ACQUIRE) != &ulpo_tls_proto)
 		return;
 	ctx = tls_ctx(sk);
 	if (fired) {
@@ -119,7 +120,7 @@ static void ring_all(void)
 		struct tls_context *ctx = tls_ctx(b->sk);
 
 		next = b->next;
-		if (b->sk->proto == &ulpo_tls_proto)
+		if (__atomic_load_n(&b->sk->proto, __ATOMIC_ACQUIRE) == &ulpo_tls_proto)
 			work_one(b->sk, 0, atomic_exchange(&ctx->work_pending, 0));
 		ulpo_sock_put(b->sk);
 		free(b);
