@@ -1158,6 +1158,41 @@ static void t_linger0(bool optout, uint64_t seed)
 
 /* ---- main ---- */
 
+/* ---- a reader past everything the device holds ---- */
+
+/* 100 one-byte records: the device holds 63 of them and stops (its held list is full).
+ * A blocking MSG_PEEK for all 100 bytes looks past them: the reader takes the records
+ * the device left itself, as the software path does, and the peek returns every byte;
+ * then the reads return them again. */
+static void t_peek_past_held(void)
+{
+	uint8_t buf[128], want[100];
+	int c, s;
+	ssize_t r;
+	long long t0;
+
+	tls_pair_opts(&variants[8], base_seed ^ 0x9ee1, &c, &s, false, false);
+	CHECK_PATH(s, PATH_BOTH);
+	for (int i = 0; i < 100; i++) {
+		want[i] = (uint8_t)(i * 7 + 1);
+		CHECK(ulpo_send(c, &want[i], 1, 0) == 1);
+	}
+	/* Let the device read and decrypt ahead until it stops. */
+	t0 = mono_ns();
+	while (mono_ns() - t0 < 300 * 1000000LL)
+		usleep(10000);
+	set_nonblock(s, false);
+	r = ulpo_recv(s, buf, 100, MSG_PEEK | MSG_WAITALL);
+	CHECK_EQ(r, 100);
+	if (r == 100)
+		CHECK(!memcmp(buf, want, 100));
+	r = read_timed(s, buf, 100);
+	CHECK_EQ(r, 100);
+	if (r == 100)
+		CHECK(!memcmp(buf, want, 100));
+	close_pair(c, s);
+}
+
 /* ---- memory pressure: the device's connections together queue at most limits.mem ---- */
 
 /* Non-blocking sends into fd until it stays unwritable for 300 ms (its peer not
@@ -1334,6 +1369,7 @@ int main(int argc, char **argv)
 	run("linger0 offloaded", t_linger0_offloaded);
 	run("linger0 opted-out", t_linger0_opted_out);
 	run("mem_pressure", t_mem_pressure);
+	run("peek_past_held", t_peek_past_held);
 	printf("%d passed, %d failed\n", passed_total, failed_total);
 	return failed_total ? 1 : 0;
 }
