@@ -97,6 +97,11 @@ SEEDS = {
     "held-then-bad-header": prog(V13["aes128"], 0, seal(DATA, 0),
                                  raw(bytes([23, 3, 3, 0x7f, 0xff])), recv(100, PEEK),
                                  seal(DATA, 5), recv(100, PEEK | WAITALL)),
+    # Regression: a non-blocking read while TCP holds part of a record says EAGAIN (on an
+    # offloaded connection it waited for ever once the device had taken the bytes).
+    "partial-nonblock": prog(V12["aes256"], NONBLOCK, seal(DATA, 50),
+                             raw(bytes([23, 3, 3, 0, 100, 1])), recv(100), recv(100),
+                             recv(100)),
 }
 
 

@@ -203,6 +203,17 @@ void tls_toe_wake(struct tls_context *ctx)
 		(void)!ulpo_sys_write(fd, &one, sizeof(one));
 }
 
+/* Bytes read from TCP that make no whole record yet: nothing a poller waits for, but a
+ * non-blocking reader that saw them in TCP waits for the device to take them, and then
+ * answers EAGAIN (a partial record is not readable, as in the kernel). The generation
+ * moves even with no waiter counted yet: the reader's futex compares it. */
+static void toe_wake_readers(struct tls_context *ctx)
+{
+	atomic_fetch_add(&ctx->toe_gen, 1);
+	if (atomic_load(&ctx->toe_waiters))
+		syscall(SYS_futex, &ctx->toe_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
 int tls_toe_wait(struct tls_context *ctx, unsigned int gen, long long ns)
 {
 	struct timespec ts = { .tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL };
@@ -253,7 +264,7 @@ int tls_toe_poll_fd(void)
 void tls_toe_rx_step(struct tls_context *ctx)
 {
 	size_t held0 = ctx->rx_ndec;
-	bool eof0 = ctx->rx_eof;
+	bool eof0 = ctx->rx_eof, filled = false;
 
 	for (;;) {
 		size_t off;
@@ -313,10 +324,13 @@ void tls_toe_rx_step(struct tls_context *ctx)
 		}
 		if (n <= 0)
 			break;	/* EOF or an error: the reader sees it after the held data */
+		filled = true;
 	}
 	if (ctx->rx_ndec != held0 || ctx->rx_eof != eof0 || ctx->toe_rx_stuck ||
 	    ctx->toe_rx_full || atomic_load(&ctx->sk->err) || ctx->rx_fatal)
 		tls_toe_wake(ctx);
+	else if (filled)
+		toe_wake_readers(ctx);
 }
 
 static bool rx_trylock(struct tls_context *ctx)

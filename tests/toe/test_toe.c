@@ -1196,6 +1196,76 @@ static void t_peek_past_held(void)
 	close_pair(c, s);
 }
 
+/* ---- a partial record: non-blocking reads say EAGAIN at once ---- */
+
+struct partial_arg {
+	int c, s;
+	int eagain, other;	/* answers of the reads */
+	long long timeo_ms;	/* the blocking read with SO_RCVTIMEO 200 ms */
+	ssize_t timeo_r;
+	int timeo_err;
+};
+
+static void *partial_reader(void *arg)
+{
+	struct partial_arg *a = arg;
+	/* A TLS 1.3 record header announcing 200 bytes, and 150 of them: never whole. */
+	uint8_t rec[5 + 150] = { 0x17, 0x03, 0x03, 0x00, 200 }, buf[256];
+	struct timeval tv = { .tv_usec = 200000 };
+	long long t0;
+
+	for (size_t i = 0; i < sizeof(rec); i++) {
+		ssize_t r;
+
+		if (i >= 5)
+			rec[i] = (uint8_t)(i * 13);
+		/* Straight to the kernel: the bytes are in s's TCP queue when send returns. */
+		if (send(a->c, &rec[i], 1, MSG_NOSIGNAL) != 1)
+			break;
+		r = ulpo_recv(a->s, buf, sizeof(buf), i & 1 ? MSG_DONTWAIT : 0);
+		if (r < 0 && errno == EAGAIN)
+			a->eagain++;
+		else
+			a->other++;
+	}
+	set_nonblock(a->s, false);
+	setsockopt(a->s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	t0 = mono_ns();
+	a->timeo_r = ulpo_recv(a->s, buf, sizeof(buf), 0);
+	a->timeo_err = errno;
+	a->timeo_ms = (mono_ns() - t0) / 1000000;
+	return NULL;
+}
+
+/* A non-blocking read while TCP holds part of a record returns EAGAIN, as the kernel's:
+ * the reader saw bytes in TCP, let the device take them, and must hear that they made no
+ * record (it waited for ever: fuzz_tls_rx timed out). Each of 155 bytes is sent alone,
+ * then read at once, O_NONBLOCK and MSG_DONTWAIT by turns; then a blocking read with
+ * SO_RCVTIMEO 200 ms ends with EAGAIN after about that. */
+static void t_partial_nonblock(void)
+{
+	struct partial_arg a = { 0 };
+	pthread_t th;
+
+	tls_pair_opts(&variants[8], base_seed ^ 0x9a27, &a.c, &a.s, false, false);
+	CHECK_PATH(a.s, PATH_BOTH);
+	set_nonblock(a.s, true);
+	CHECK(pthread_create(&th, NULL, partial_reader, &a) == 0);
+	if (!join_within(th, 20000)) {
+		shutdown(a.s, SHUT_RDWR);
+		if (!join_within(th, 5000))
+			give_up("a non-blocking read of a partial record never returned");
+		fail_msg("a non-blocking read of a partial record returned only at shutdown");
+	}
+	CHECK_EQ(a.eagain, 155);
+	CHECK_EQ(a.other, 0);
+	CHECK(a.timeo_r == -1 && a.timeo_err == EAGAIN);
+	CHECK(a.timeo_ms >= 150 && a.timeo_ms < 5000);
+	info("155 reads of a partial record: %d EAGAIN, %d other; SO_RCVTIMEO read: %zd "
+	     "after %lld ms", a.eagain, a.other, a.timeo_r, a.timeo_ms);
+	close_pair(a.c, a.s);
+}
+
 /* ---- memory pressure: the device's connections together queue at most limits.mem ---- */
 
 /* Non-blocking sends into fd until it stays unwritable for 300 ms (its peer not
@@ -1373,6 +1443,7 @@ int main(int argc, char **argv)
 	run("linger0 opted-out", t_linger0_opted_out);
 	run("mem_pressure", t_mem_pressure);
 	run("peek_past_held", t_peek_past_held);
+	run("partial_nonblock", t_partial_nonblock);
 	printf("%d passed, %d failed\n", passed_total, failed_total);
 	return failed_total ? 1 : 0;
 }
