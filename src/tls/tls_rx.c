@@ -4,6 +4,7 @@
  * record types, cmsgs, peek, waitall, low-water mark and errors (net/tls/tls_sw.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,6 +498,9 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 			ns = rcvtimeo_ns(ctx->sk->fd);
 			sleeps = true;
 			tls_rx_quiet(ctx);	/* about to sleep with nothing held */
+			/* Sleep only with the device watching TCP (armed), or about to run. */
+			if (!(atomic_load(&ctx->work_ev) & EPOLLIN))
+				tls_toe_kick(ctx, TOE_WORK_RX);
 		}
 	}
 	gen = atomic_load(&ctx->toe_gen);
@@ -530,7 +534,6 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 	int saved_flags = msg->msg_flags;
 	size_t saved_controllen = msg->msg_controllen, held_at_start, want;
 	uint64_t ahead_new_at_start;
-	bool toe_resume = false;
 
 	dst_init(&d, msg->msg_iov, msg->msg_iovlen);
 	want = d.left;
@@ -652,9 +655,10 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 			plen = (size_t)err;
 			err = 0;
 			if (ctx->toe_rx_stuck) {
-				/* The record the device left is done: the rest is its own. */
+				/* The record the device left is done: the rest is its own, now
+				 * (this call may go on to wait for it: an empty record). */
 				ctx->toe_rx_stuck = false;
-				toe_resume = true;
+				tls_toe_kick(ctx, TOE_WORK_RX);
 			}
 			if (zc) {
 				bool ok = true;
@@ -746,7 +750,7 @@ static ssize_t rx_recvmsg(struct ulpo_sock *sk, struct msghdr *msg, int flags, b
 	}
 	if (ctx->toe_rx) {
 		/* tu_rcvd: plaintext consumed makes room the device may be waiting for. */
-		if (toe_resume || (!peek && copied && ctx->toe_rx_full))
+		if (!peek && copied && ctx->toe_rx_full)
 			tls_toe_kick(ctx, TOE_WORK_RX);
 	} else if (err == -EAGAIN && !copied)
 		tls_rx_quiet(ctx);

@@ -13,7 +13,7 @@
 
 #include <ulpo/device.h>
 
-#include "../tls/tls_helpers.h"
+#include "../tls/record_codec.h"
 
 /* ulpo_listen and the accepts come with the offload itself: weak until they are in libulpo
  * (linked whole, so wherever they land they are found); a missing one is a failed check. */
@@ -1266,6 +1266,80 @@ static void t_partial_nonblock(void)
 	close_pair(a.c, a.s);
 }
 
+/* ---- the reader hands the rest back to the device ---- */
+
+struct after_stuck_arg {
+	int s;
+	ssize_t r;
+	int err;
+	uint8_t buf[16];
+};
+
+static void *after_stuck_reader(void *arg)
+{
+	struct after_stuck_arg *a = arg;
+
+	a->r = ulpo_recv(a->s, a->buf, sizeof(a->buf), 0);
+	a->err = errno;
+	return NULL;
+}
+
+/* TLS 1.3 from a raw peer: a handshake record (the device leaves it to the reader), two
+ * empty data records (one with 0 as its outer type, which 1.3 ignores, as the kernel:
+ * the device does not take it either), and "x" 200 ms later. The reader takes the
+ * handshake record; a blocking read then decrypts the empty records itself and must hand
+ * what follows back to the device before it sleeps (it slept for ever, with "x" unread in
+ * TCP: fuzz_tls_rx timed out). */
+static void t_after_stuck(void)
+{
+	const struct variant *v = &variants[8];
+	struct after_stuck_arg a = { 0 };
+	uint8_t wire[256], cbuf[CMSG_SPACE(1)], hs[16];
+	struct iovec iov = { .iov_base = hs, .iov_len = sizeof(hs) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct keys kc, ks;
+	struct codec cd;
+	size_t n = 0, e;
+	pthread_t th;
+	int c, s;
+
+	keys_make(v, base_seed ^ 0x57c4, &kc);
+	keys_make(v, base_seed ^ 0x57c5, &ks);
+	CHECK(tcp_pair(&c, &s) == 0);
+	tls_side(s, false, &ks, &kc);
+	CHECK_PATH(s, PATH_BOTH);
+	CHECK(codec_init(&cd, v, &kc) == 0);
+	n += codec_seal(&cd, ULPO_TLS_RECORD_HANDSHAKE, "h", 1, 0, wire + n);
+	n += codec_seal(&cd, ULPO_TLS_RECORD_DATA, "", 0, 0, wire + n);
+	e = n;
+	n += codec_seal(&cd, ULPO_TLS_RECORD_DATA, "", 0, 0, wire + n);
+	wire[e] = 0;
+	CHECK_EQ(send(c, wire, n, MSG_NOSIGNAL), n);
+	set_nonblock(s, false);
+	CHECK_EQ(ulpo_recvmsg(s, &m, 0), 1);
+	CHECK(hs[0] == 'h' && m.msg_controllen >= CMSG_LEN(1) &&
+	      *CMSG_DATA(CMSG_FIRSTHDR(&m)) == ULPO_TLS_RECORD_HANDSHAKE);
+	a.s = s;
+	CHECK(pthread_create(&th, NULL, after_stuck_reader, &a) == 0);
+	/* "x" comes once the reader sleeps: only a device watching TCP takes it. */
+	usleep(200000);
+	n = codec_seal(&cd, ULPO_TLS_RECORD_DATA, "x", 1, 0, wire);
+	codec_free(&cd);
+	CHECK_EQ(send(c, wire, n, MSG_NOSIGNAL), n);
+	if (!join_within(th, 10000)) {
+		shutdown(s, SHUT_RDWR);
+		if (!join_within(th, 5000))
+			give_up("a read after the records the reader decrypted never returned");
+		fail_msg("the read after the records the reader decrypted returned only at "
+			 "shutdown");
+	}
+	CHECK(a.r == 1 && a.buf[0] == 'x');
+	info("the read after the handshake and two empty records: %zd (%s)", a.r,
+	     a.r < 0 ? strerror(a.err) : "data");
+	close_pair(c, s);
+}
+
 /* ---- memory pressure: the device's connections together queue at most limits.mem ---- */
 
 /* Non-blocking sends into fd until it stays unwritable for 300 ms (its peer not
@@ -1444,6 +1518,7 @@ int main(int argc, char **argv)
 	run("mem_pressure", t_mem_pressure);
 	run("peek_past_held", t_peek_past_held);
 	run("partial_nonblock", t_partial_nonblock);
+	run("after_stuck", t_after_stuck);
 	printf("%d passed, %d failed\n", passed_total, failed_total);
 	return failed_total ? 1 : 0;
 }
