@@ -281,6 +281,8 @@ void tls_toe_key(struct tls_context *ctx, bool tx);
 void tls_toe_detach_dev(struct tls_context *ctx);
 /* Ring the device's doorbell for this connection (any thread). */
 void tls_toe_kick(struct tls_context *ctx, uint32_t work);
+/* A reader or poller about to sleep for receive progress: the device watches TCP. */
+void tls_toe_rx_watch(struct tls_context *ctx);
 /* The device's work for the connection (work thread, or a completion on a worker). */
 void tls_toe_run(struct tls_context *ctx, uint32_t work, uint32_t events);
 /* Progress the application may be waiting for: wake blocked calls and a poller. */

@@ -619,6 +619,8 @@ static short tls_poll(struct ulpo_sock *sk, short events, short *ret_kernel_even
 		tls_rx_lock(ctx);
 		if (tls_rx_ready(ctx, false))
 			own |= events & (POLLIN | POLLRDNORM);
+		else
+			tls_toe_rx_watch(ctx);
 		tls_rx_unlock(ctx);
 	} else if ((ctx->rx_ready || tls_shared(ctx)) && (events & (POLLIN | POLLRDNORM)) &&
 		   tls_rx_lock_poll(ctx)) {

@@ -4,7 +4,6 @@
  * record types, cmsgs, peek, waitall, low-water mark and errors (net/tls/tls_sw.c). */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/epoll.h>
 #include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,9 +497,7 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 			ns = rcvtimeo_ns(ctx->sk->fd);
 			sleeps = true;
 			tls_rx_quiet(ctx);	/* about to sleep with nothing held */
-			/* Sleep only with the device watching TCP (armed), or about to run. */
-			if (!(atomic_load(&ctx->work_ev) & EPOLLIN))
-				tls_toe_kick(ctx, TOE_WORK_RX);
+			tls_toe_rx_watch(ctx);
 		}
 	}
 	gen = atomic_load(&ctx->toe_gen);

@@ -187,6 +187,18 @@ void tls_toe_kick(struct tls_context *ctx, uint32_t work)
 		atomic_fetch_and(&ctx->work_pending, ~work);
 }
 
+void tls_toe_rx_watch(struct tls_context *ctx)
+{
+	/* Where the device stops for good (until the reader acts) there is nothing to
+	 * watch; else armed, or the doorbell rung: its step ends armed unless it stopped
+	 * for something the reader then sees. (RX lock held.) */
+	if (ctx->toe_rx_stuck || ctx->rx_stopped || ctx->rx_fatal || ctx->key_update_pending ||
+	    ctx->rx_eof)
+		return;
+	if (!(atomic_load(&ctx->work_ev) & EPOLLIN))
+		tls_toe_kick(ctx, TOE_WORK_RX);
+}
+
 void tls_toe_wake(struct tls_context *ctx)
 {
 	uint64_t one = 1;
