@@ -474,11 +474,10 @@ static int toe_reader_wait(struct tls_context *ctx, size_t rel, int flags, bool 
 		}
 		if (atomic_load(&ctx->sk->err))
 			return 0;
-		if (ctx->toe_rx_full && ctx->rx_ndec) {
-			/* Peeking past all the device may hold. */
-			*err = -EAGAIN;
-			return -1;
-		}
+		/* Peeking past all the device may hold: the reader reads TCP and decrypts
+		 * the rest itself, so MSG_WAITALL waits for it, as the kernel's. */
+		if (ctx->toe_rx_full && ctx->rx_ndec)
+			return 0;
 		if (ctx->toe_rx_full)
 			tls_toe_kick(ctx, TOE_WORK_RX);	/* room since it stopped */
 		if (rx_nonblock(ctx->sk->fd, flags)) {

@@ -1160,39 +1160,66 @@ static void t_linger0(bool optout, uint64_t seed)
 
 /* ---- a reader past everything the device holds ---- */
 
+struct peek_arg {
+	int s;
+	ssize_t r;
+	int err;
+	uint8_t buf[128];
+};
+
+static void *peek_reader(void *arg)
+{
+	struct peek_arg *a = arg;
+
+	a->r = ulpo_recv(a->s, a->buf, 120, MSG_PEEK | MSG_WAITALL);
+	a->err = errno;
+	return NULL;
+}
+
 /* 100 one-byte records: the device holds 63 of them and stops (its held list is full).
- * A blocking MSG_PEEK for all 100 bytes looks past them: the reader takes the whole
- * records the device left itself, as the software path does, and the peek returns (it
- * waited for ever before); what it returns is the stream's start. Then the reads return
- * all 100. (With MSG_WAITALL the kernel would also wait for records not yet in TCP; a
- * peek past a stopped device returns what is there.) */
+ * A blocking MSG_PEEK|MSG_WAITALL for 120 bytes looks past them: the reader reads and
+ * decrypts the rest itself, as the software path does, and waits, as the kernel's, for
+ * the 20 records sent 200 ms later (before, it waited for ever, then returned what the
+ * device held). It returns all 120, in order; then the reads return them again. */
 static void t_peek_past_held(void)
 {
-	uint8_t buf[128], want[100];
+	struct peek_arg a = { 0 };
+	uint8_t buf[128], want[120];
+	pthread_t th;
 	int c, s;
 	ssize_t r;
 	long long t0;
 
 	tls_pair_opts(&variants[8], base_seed ^ 0x9ee1, &c, &s, false, false);
 	CHECK_PATH(s, PATH_BOTH);
-	for (int i = 0; i < 100; i++) {
+	for (int i = 0; i < 120; i++)
 		want[i] = (uint8_t)(i * 7 + 1);
+	for (int i = 0; i < 100; i++)
 		CHECK(ulpo_send(c, &want[i], 1, 0) == 1);
-	}
 	/* Let the device read and decrypt ahead until it stops. */
 	t0 = mono_ns();
 	while (mono_ns() - t0 < 300 * 1000000LL)
 		usleep(10000);
 	set_nonblock(s, false);
-	r = ulpo_recv(s, buf, 100, MSG_PEEK | MSG_WAITALL);
-	CHECK(r > 0 && r <= 100);
-	if (r > 0 && r <= 100)
-		CHECK(!memcmp(buf, want, (size_t)r));
-	info("the peek returned %zd of 100 bytes", r);
-	r = read_timed(s, buf, 100);
-	CHECK_EQ(r, 100);
-	if (r == 100)
-		CHECK(!memcmp(buf, want, 100));
+	a.s = s;
+	CHECK(pthread_create(&th, NULL, peek_reader, &a) == 0);
+	usleep(200000);
+	for (int i = 100; i < 120; i++)
+		CHECK(ulpo_send(c, &want[i], 1, 0) == 1);
+	if (!join_within(th, 10000)) {
+		shutdown(s, SHUT_RDWR);
+		if (!join_within(th, 5000))
+			give_up("a peek past the held records never returned");
+		fail_msg("a peek past the held records returned only at shutdown");
+	}
+	CHECK_EQ(a.r, 120);
+	if (a.r > 0 && a.r <= 120)
+		CHECK(!memcmp(a.buf, want, (size_t)a.r));
+	info("the peek returned %zd of 120 bytes", a.r);
+	r = read_timed(s, buf, 120);
+	CHECK_EQ(r, 120);
+	if (r == 120)
+		CHECK(!memcmp(buf, want, 120));
 	close_pair(c, s);
 }
 
@@ -1389,7 +1416,7 @@ static void drain_check(int fd, const uint8_t *chunk, size_t len, size_t n, cons
 
 /* With the device's memory bound at 6 MiB, a first connection whose peer does not read
  * queues up to it; then the device is under pressure and a second, beside it, gets
- * 64 KiB of queue (both also fill the kernel's buffers, about the same for each). Once
+ * 64 KiB of queue (both also fill TCP's buffers, fixed small here). Once
  * the first one's peer has read everything the pressure is gone and the second queues
  * megabytes again. Every byte of both arrives, in order. */
 static void t_mem_pressure(void)
@@ -1408,6 +1435,15 @@ static void t_mem_pressure(void)
 	tls_pair_opts(&variants[8], base_seed ^ 0x3e32, &c2, &s2, false, false);
 	CHECK_PATH(c1, PATH_BOTH);
 	CHECK_PATH(c2, PATH_BOTH);
+	/* TCP's own buffers fixed and small, straight to the kernel (ulpo would take
+	 * SO_SNDBUF as the queue's bound): autotuned, they took up to 6 MiB more under
+	 * load, and the first queue drained into them, ending the pressure. */
+	for (int i = 0; i < 2; i++) {
+		int small = 65536;
+
+		CHECK(setsockopt(i ? c2 : c1, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+		CHECK(setsockopt(i ? s2 : s1, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+	}
 	a = fill_until_full(c1, chunk, len, &pos1);
 	b = fill_until_full(c2, chunk, len, &pos2);
 	info("peers not reading: the first connection took %.2f MiB, the second beside it "
