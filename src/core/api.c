@@ -611,14 +611,6 @@ static long long ts_ns(const struct timespec *t)
 	return (long long)t->tv_sec * 1000000000LL + t->tv_nsec;
 }
 
-static long long now_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return ts_ns(&now);
-}
-
 /* poll: ask each ULP socket what it can report by itself (a held record) and what it
  * needs from the kernel, poll the kernel, then let the ULP turn kernel readiness into
  * its own (bytes of a partial record are not POLLIN). Repeat while the kernel woke us
@@ -708,11 +700,11 @@ static int ppoll_woken(struct pollfd *fds, nfds_t nfds, int wake_fd, const struc
 static int poll_loop(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		     const sigset_t *sigmask, struct poll_slot *sl)
 {
-	long long deadline = timeout ? now_ns() + ts_ns(timeout) : 0;
+	long long deadline = timeout ? ulpo_now_ns() + ts_ns(timeout) : 0;
 	int r;
 
 	for (;;) {
-		long long left = timeout ? deadline - now_ns() : -1;
+		long long left = timeout ? deadline - ulpo_now_ns() : -1;
 		struct timespec t;
 		int ready = 0;
 		bool busy = false;
@@ -757,7 +749,7 @@ static int poll_loop(struct pollfd *fds, nfds_t nfds, const struct timespec *tim
 			}
 			r += fds[i].revents != 0;
 		}
-		if (r || ready || (timeout && now_ns() >= deadline))
+		if (r || ready || (timeout && ulpo_now_ns() >= deadline))
 			return r;
 	}
 }

@@ -7,12 +7,27 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+/* CLOCK_MONOTONIC: for deadlines, budgets and spins (never the wall clock, which jumps). */
+static inline int64_t ulpo_now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static inline int64_t ulpo_now_ms(void)
+{
+	return ulpo_now_ns() / 1000000;
+}
 
 static inline ssize_t ulpo_sys_sendmsg(int fd, const struct msghdr *msg, int flags)
 {

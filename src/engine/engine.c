@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/sys.h"
 #include "engine/aead.h"
 #include "engine/crc32c.h"
 #include "engine/engine.h"
@@ -206,14 +207,6 @@ static size_t take_batch_locked(struct qent *batch)
 	return n;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Called with q.lock held and the queue empty; returns with it held. A polling worker is
  * not on the idle stack, so submits do not pay to wake it. It polls with sched_yield, not
  * a pause loop: with more threads than cores the submitter may be waiting for this very
@@ -223,8 +216,8 @@ static void poll_for_jobs(void)
 	uint64_t end;
 
 	pthread_mutex_unlock(&q.lock);
-	end = now_ns() + SPIN_NS;
-	while (!atomic_load_explicit(&queued, memory_order_relaxed) && now_ns() < end)
+	end = (uint64_t)ulpo_now_ns() + SPIN_NS;
+	while (!atomic_load_explicit(&queued, memory_order_relaxed) && (uint64_t)ulpo_now_ns() < end)
 		sched_yield();
 	pthread_mutex_lock(&q.lock);
 }

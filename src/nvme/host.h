@@ -102,7 +102,6 @@ static inline void host_stat_add(struct ulpo_nvme_ctrl *c, enum host_stat s, uin
 	__atomic_fetch_add(&c->st[s], n, __ATOMIC_RELAXED);
 }
 
-uint64_t host_now_ns(void);
 
 /* host_queue.c */
 int host_queue_open(struct ulpo_nvme_ctrl *ctrl, struct host_queue *q, unsigned int qid,

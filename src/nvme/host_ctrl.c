@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/sys.h"
 #include "nvme/host.h"
 
 #define MAX_NS_CACHE 16
@@ -238,7 +239,7 @@ static void make_hostnqn(struct ulpo_nvme_ctrl *c)
 	uint8_t *u = c->hostid;
 
 	if (fd < 0 || read(fd, u, 16) != 16) {
-		uint64_t t = host_now_ns() ^ (uint64_t)getpid() << 32;
+		uint64_t t = (uint64_t)ulpo_now_ns() ^ (uint64_t)getpid() << 32;
 
 		memcpy(u, &t, 8);
 		memcpy(u + 8, &t, 8);
@@ -263,7 +264,7 @@ static int enable(struct ulpo_nvme_ctrl *c)
 	r = property_set(c, NVME_REG_CC, cc);
 	if (r)
 		return r;
-	end = host_now_ns() + (to_ms ? to_ms : 500) * 1000000u;
+	end = (uint64_t)ulpo_now_ns() + (to_ms ? to_ms : 500) * 1000000u;
 	for (;;) {
 		r = property_get(c, NVME_REG_CSTS, false, &csts);
 		if (r)
@@ -272,7 +273,7 @@ static int enable(struct ulpo_nvme_ctrl *c)
 			return -EIO;
 		if (csts & NVME_CSTS_RDY)
 			return 0;
-		if (host_now_ns() > end)
+		if ((uint64_t)ulpo_now_ns() > end)
 			return -ETIMEDOUT;
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 	}
@@ -393,13 +394,13 @@ void ulpo_nvme_disconnect(struct ulpo_nvme_ctrl *c)
 		host_queue_close(&c->io[i]);
 	/* A normal shutdown, if the admin queue still works (bounded wait). */
 	if (c->admin.cmds && !c->admin.failed && (c->cap || c->info.cntlid)) {
-		uint64_t csts = 0, end = host_now_ns() + 2000000000u;
+		uint64_t csts = 0, end = (uint64_t)ulpo_now_ns() + 2000000000u;
 
 		if (property_set(c, NVME_REG_CC, NVME_CC_EN | NVME_CC_SHN_NORMAL |
 				 6u << NVME_CC_IOSQES_SHIFT | 4u << NVME_CC_IOCQES_SHIFT) == 0)
 			while (property_get(c, NVME_REG_CSTS, false, &csts) == 0 &&
 			       (csts & NVME_CSTS_SHST_MASK) != NVME_CSTS_SHST_CMPLT &&
-			       host_now_ns() < end)
+			       (uint64_t)ulpo_now_ns() < end)
 				nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 	}
 	host_queue_close(&c->admin);

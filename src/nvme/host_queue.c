@@ -29,14 +29,6 @@
 
 #define STAGING_LEN (128u << 10)
 
-uint64_t host_now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static int tcp_connect(const char *addr)
 {
 	char host[256], *colon;
@@ -381,7 +373,7 @@ int host_queue_submit(struct host_queue *q, struct nvme_sqe *sqe, const struct i
 	cmd->len = len;
 	cmd->received = 0;
 	cmd->write = write;
-	cmd->deadline_ns = host_now_ns() + (uint64_t)c->opts.timeout_ms * 1000000u;
+	cmd->deadline_ns = (uint64_t)ulpo_now_ns() + (uint64_t)c->opts.timeout_ms * 1000000u;
 	sqe->cid = cmd->cid;
 	if (write && len && len <= q->incapsule_max) {
 		sgl(sqe, NVME_SGL_INCAPSULE, len);
@@ -681,7 +673,7 @@ static int recv_one(struct host_queue *q)
 /* Returns how many commands it ended (with -ETIMEDOUT). */
 static int check_timeouts(struct host_queue *q)
 {
-	uint64_t now = host_now_ns();
+	uint64_t now = (uint64_t)ulpo_now_ns();
 	int n = 0;
 
 	for (unsigned int i = 0; i < q->nids; i++) {
@@ -715,7 +707,8 @@ static bool buffered(const struct host_queue *q)
 
 int host_queue_poll(struct host_queue *q, int timeout_ms)
 {
-	uint64_t now = host_now_ns(), end = timeout_ms > 0 ? now + (uint64_t)timeout_ms * 1000000u : 0;
+	uint64_t now = (uint64_t)ulpo_now_ns();
+	uint64_t end = timeout_ms > 0 ? now + (uint64_t)timeout_ms * 1000000u : 0;
 	int done = 0;
 
 	reclaim_ids(q);
@@ -743,7 +736,7 @@ int host_queue_poll(struct host_queue *q, int timeout_ms)
 			if (!done && timeout_ms < 0 && q->inflight > q->zombies)
 				wait = 100;	/* timeouts are looked at in between */
 			else if (!done && timeout_ms > 0) {
-				uint64_t now = host_now_ns();
+				uint64_t now = (uint64_t)ulpo_now_ns();
 
 				wait = now >= end ? 0 : (int)((end - now) / 1000000u) + 1;
 				if (wait > 100)
@@ -758,7 +751,7 @@ int host_queue_poll(struct host_queue *q, int timeout_ms)
 			if (r <= 0) {
 				done += check_timeouts(q);
 				if (done || timeout_ms == 0 || q->inflight == q->zombies ||
-				    (timeout_ms > 0 && host_now_ns() >= end))
+				    (timeout_ms > 0 && (uint64_t)ulpo_now_ns() >= end))
 					return done;
 				continue;
 			}

@@ -14,14 +14,6 @@
 #include "core/sys.h"
 #include "nvme/target.h"
 
-int64_t nvmet_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t max_u32(uint32_t a, uint32_t b)
 {
 	return a > b ? a : b;
@@ -58,7 +50,7 @@ static int opts_apply(struct ulpo_nvmet *t, const struct ulpo_nvmet_opts *opts)
 	    o->max_io_queues > 1024)
 		return -EINVAL;
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (uint64_t)nvmet_now_ms() ^ (uint64_t)getpid() << 32;
+		rnd = (uint64_t)ulpo_now_ms() ^ (uint64_t)getpid() << 32;
 	snprintf(t->sn, sizeof(t->sn), "%016llx", (unsigned long long)rnd);
 	/* Namespace 1's identifiers (UUID, NGUID), for this run of the target: Linux hosts
 	 * ask for them (Identify CNS 3) and refuse a namespace without. */

@@ -144,7 +144,6 @@ struct nvmet_req {
 
 #define nvmet_count(t, f, n) atomic_fetch_add_explicit(&(t)->st.f, (n), memory_order_relaxed)
 
-int64_t nvmet_now_ms(void);
 
 /* target.c */
 int nvmet_create(const struct ulpo_nvmet_opts *opts, struct ulpo_nvmet **ret);

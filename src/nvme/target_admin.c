@@ -3,6 +3,7 @@
  * Page), with the statuses the Linux target gives for what it refuses. */
 #include <string.h>
 
+#include "core/sys.h"
 #include "nvme/target.h"
 
 #define NO_DATA_STATUS (NVME_SC_SGL_INVALID_DATA | NVME_SC_DNR)
@@ -278,7 +279,7 @@ static int admin_features(struct nvmet_conn *q, struct nvmet_req *r, bool set)
 	} else if (fid == NVME_FEAT_KATO && set) {
 		pthread_mutex_lock(&q->t->lock);	/* the acceptor reads it */
 		c->kato_ms = v;
-		atomic_store(&c->last_cmd_ms, nvmet_now_ms());
+		atomic_store(&c->last_cmd_ms, ulpo_now_ms());
 		pthread_mutex_unlock(&q->t->lock);
 	} else if (fid == NVME_FEAT_KATO) {
 		pthread_mutex_lock(&q->t->lock);

@@ -205,7 +205,7 @@ static int conn_cmd(struct nvmet_conn *q)
 	memset(&r, 0, sizeof(r));
 	memcpy(&r.cmd, q->tc.hdr + sizeof(struct nvme_tcp_hdr), sizeof(r.cmd));
 	if (q->ctrl)
-		atomic_store_explicit(&q->ctrl->last_cmd_ms, nvmet_now_ms(), memory_order_relaxed);
+		atomic_store_explicit(&q->ctrl->last_cmd_ms, ulpo_now_ms(), memory_order_relaxed);
 	if (q->ctrl && q->qid)
 		nvmet_count(t, io_cmds, 1);
 	else
@@ -339,7 +339,7 @@ static int conn_pdu(struct nvmet_conn *q)
  * TermReq. */
 static void conn_terminate(struct nvmet_conn *q)
 {
-	int64_t end = nvmet_now_ms() + 1000;
+	int64_t end = ulpo_now_ms() + 1000;
 	uint8_t sink[4096];
 	size_t total = 0;
 
@@ -349,7 +349,7 @@ static void conn_terminate(struct nvmet_conn *q)
 	ulpo_sys_shutdown(q->tc.fd, SHUT_WR);
 	while (total < (4u << 20)) {
 		struct pollfd p = { .fd = q->tc.fd, .events = POLLIN };
-		int64_t left = end - nvmet_now_ms();
+		int64_t left = end - ulpo_now_ms();
 		ssize_t n;
 
 		if (left <= 0 || ulpo_sys_poll(&p, 1, (int)left) <= 0)

@@ -36,7 +36,7 @@ uint16_t nvmet_ctrl_create(struct nvmet_conn *q, const struct nvmf_connect_data 
 	memcpy(c->hostnqn, d->hostnqn, sizeof(c->hostnqn));
 	c->hostnqn[sizeof(c->hostnqn) - 1] = 0;
 	memcpy(c->hostid, d->hostid, sizeof(c->hostid));
-	atomic_store(&c->last_cmd_ms, nvmet_now_ms());
+	atomic_store(&c->last_cmd_ms, ulpo_now_ms());
 	pthread_mutex_lock(&t->lock);
 	/* Dynamic controller model: any free cntlid in 1..0xffef. */
 	for (int n = 0; n < 0xffef && !id; n++) {
@@ -115,7 +115,7 @@ void nvmet_ctrl_set_cc(struct nvmet_ctrl *c, uint32_t cc)
 
 		csts = ok ? NVME_CSTS_RDY : NVME_CSTS_CFS;
 		/* Keep Alive counts from enabling, as the host may take its time before. */
-		atomic_store(&c->last_cmd_ms, nvmet_now_ms());
+		atomic_store(&c->last_cmd_ms, ulpo_now_ms());
 	}
 	if (!(cc & NVME_CC_EN) && (old & NVME_CC_EN)) {
 		csts &= ~NVME_CSTS_RDY;
@@ -168,7 +168,7 @@ void nvmet_ctrl_free(struct nvmet_ctrl *c)
  * are shut down, which ends their threads. Returns the poll timeout until next look. */
 int nvmet_kato_check(struct ulpo_nvmet *t)
 {
-	int64_t now = nvmet_now_ms();
+	int64_t now = ulpo_now_ms();
 	bool any = false;
 
 	for (struct nvmet_ctrl *c = t->ctrls; c; c = c->next) {

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "core/sock.h"
+#include "core/sys.h"
 #include "preload/shim.h"
 
 atomic_uint shim_ulp_gen;
@@ -522,14 +523,6 @@ static int translate(struct eset *s, struct epoll_event *ev, int n, struct slot 
 	return out;
 }
 
-static long long now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 static int kwait(int epfd, struct epoll_event *ev, int max, long long ns,
 		 const sigset_t *sigmask, bool ns_timeout)
 {
@@ -586,7 +579,7 @@ static unsigned int ask_ulpo(struct eset *s, struct slot *sl, unsigned int nsl, 
 static int set_wait(struct eset *s, struct epoll_event *ev, int max, long long tmo,
 		    const sigset_t *sigmask, bool ns_timeout)
 {
-	long long deadline = tmo > 0 ? now_ns() + tmo : 0, left = tmo, kt;
+	long long deadline = tmo > 0 ? ulpo_now_ns() + tmo : 0, left = tmo, kt;
 	struct slot *sl = NULL;
 	unsigned int nsl, nown, i;
 	int n, out, e = errno;
@@ -636,7 +629,7 @@ static int set_wait(struct eset *s, struct epoll_event *ev, int max, long long t
 					out += emit(s, m, sl[i].own, &ev[out]);
 			}
 		}
-		leave = out || tmo == 0 || (tmo > 0 && (left = deadline - now_ns()) <= 0);
+		leave = out || tmo == 0 || (tmo > 0 && (left = deadline - ulpo_now_ns()) <= 0);
 		if (leave) {
 			/* Completions may make these writable with no kernel event. */
 			for (i = 0; i < nsl; i++)

@@ -9,6 +9,7 @@
 #include <ulpo/ulpo.h>
 
 #include "core/sock.h"
+#include "core/sys.h"
 #include "preload/shim.h"
 
 static bool any_ulpo(const struct pollfd *fds, nfds_t nfds)
@@ -133,14 +134,6 @@ static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *x,
 	return ready;
 }
 
-static long long mono_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
 SHIM_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *timeout)
 {
 	struct timespec ts;
@@ -157,12 +150,12 @@ SHIM_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval
 		ts.tv_sec = timeout->tv_sec + timeout->tv_usec / 1000000;
 		ts.tv_nsec = (timeout->tv_usec % 1000000) * 1000;
 	}
-	start = mono_ns();
+	start = ulpo_now_ns();
 	rc = select_as_poll(nfds, r, w, x, timeout ? &ts : NULL, NULL);
 	e = errno;
 	if (timeout) {
 		/* Linux writes the time left back (select(2), "Linux updates timeout"). */
-		left = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec - (mono_ns() - start);
+		left = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec - (ulpo_now_ns() - start);
 		if (left < 0)
 			left = 0;
 		timeout->tv_sec = left / 1000000000LL;

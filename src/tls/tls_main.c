@@ -727,19 +727,11 @@ rx:
  * _exit() or a fatal signal nothing runs: what ulpo still held is lost. */
 #define EXIT_FLUSH_MS 5000
 
-static long long mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void flush_at_exit(struct ulpo_sock *sk, void *arg)
 {
 	struct tls_context *ctx = tls_ctx(sk);
 	long *left_ms = arg;
-	long long end = mono_ms() + *left_ms;
+	long long end = ulpo_now_ms() + *left_ms;
 
 	if (sk->proto != &ulpo_tls_proto || !ctx->tx_ready || atomic_load(&sk->closing))
 		return;
@@ -747,7 +739,7 @@ static void flush_at_exit(struct ulpo_sock *sk, void *arg)
 	/* The budget is time on the clock: a poll that returns at once (TCP has room, the
 	 * head is still being sealed) costs nothing of it, and records are not dropped
 	 * while a worker finishes them. */
-	while ((ctx->txq_head || tls_share_pend(ctx)) && mono_ms() < end &&
+	while ((ctx->txq_head || tls_share_pend(ctx)) && ulpo_now_ms() < end &&
 	       tls_txq_flush(ctx, MSG_DONTWAIT | MSG_NOSIGNAL) == -EAGAIN) {
 		struct pollfd p = { .fd = sk->fd, .events = POLLOUT };
 
@@ -759,7 +751,7 @@ static void flush_at_exit(struct ulpo_sock *sk, void *arg)
 		else
 			nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 }, NULL);
 	}
-	*left_ms = (long)(end - mono_ms());
+	*left_ms = (long)(end - ulpo_now_ms());
 	tls_tx_unlock(ctx);
 }
 
