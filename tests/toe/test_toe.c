@@ -1158,23 +1158,49 @@ static void t_linger0(bool optout, uint64_t seed)
 
 /* ---- main ---- */
 
-/* ---- a reader past everything the device holds ---- */
+/* ---- reads that must not hang: on a thread of their own ---- */
 
-struct peek_arg {
-	int s;
+/* Join th within ms. A thread still in a call on fd then is a failed check: fd is shut
+ * down to end the call (a thread that does not end even so ends the binary). */
+static void join_or_shutdown(pthread_t th, int fd, int ms, const char *what)
+{
+	if (join_within(th, ms))
+		return;
+	shutdown(fd, SHUT_RDWR);
+	if (!join_within(th, 5000)) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s: still running after shutdown(SHUT_RDWR)", what);
+		give_up(why);
+	}
+	fail_msg("%s: returned only at shutdown, after %d ms", what, ms);
+}
+
+struct bg_recv {
+	pthread_t th;
+	int fd, flags;
+	size_t len;
 	ssize_t r;
 	int err;
 	uint8_t buf[128];
 };
 
-static void *peek_reader(void *arg)
+static void *bg_recv_main(void *arg)
 {
-	struct peek_arg *a = arg;
+	struct bg_recv *b = arg;
 
-	a->r = ulpo_recv(a->s, a->buf, 120, MSG_PEEK | MSG_WAITALL);
-	a->err = errno;
+	b->r = ulpo_recv(b->fd, b->buf, b->len, b->flags);
+	b->err = errno;
 	return NULL;
 }
+
+static void bg_recv_start(struct bg_recv *b, int fd, size_t len, int flags)
+{
+	*b = (struct bg_recv){ .fd = fd, .len = len, .flags = flags };
+	CHECK(pthread_create(&b->th, NULL, bg_recv_main, b) == 0);
+}
+
+/* ---- a reader past everything the device holds ---- */
 
 /* 100 one-byte records: the device holds 63 of them and stops (its held list is full).
  * A blocking MSG_PEEK|MSG_WAITALL for 120 bytes looks past them: the reader reads and
@@ -1183,9 +1209,8 @@ static void *peek_reader(void *arg)
  * device held). It returns all 120, in order; then the reads return them again. */
 static void t_peek_past_held(void)
 {
-	struct peek_arg a = { 0 };
+	struct bg_recv a;
 	uint8_t buf[128], want[120];
-	pthread_t th;
 	int c, s;
 	ssize_t r;
 	long long t0;
@@ -1201,17 +1226,11 @@ static void t_peek_past_held(void)
 	while (mono_ns() - t0 < 300 * 1000000LL)
 		usleep(10000);
 	set_nonblock(s, false);
-	a.s = s;
-	CHECK(pthread_create(&th, NULL, peek_reader, &a) == 0);
+	bg_recv_start(&a, s, 120, MSG_PEEK | MSG_WAITALL);
 	usleep(200000);
 	for (int i = 100; i < 120; i++)
 		CHECK(ulpo_send(c, &want[i], 1, 0) == 1);
-	if (!join_within(th, 10000)) {
-		shutdown(s, SHUT_RDWR);
-		if (!join_within(th, 5000))
-			give_up("a peek past the held records never returned");
-		fail_msg("a peek past the held records returned only at shutdown");
-	}
+	join_or_shutdown(a.th, s, 10000, "a peek past the held records");
 	CHECK_EQ(a.r, 120);
 	if (a.r > 0 && a.r <= 120)
 		CHECK(!memcmp(a.buf, want, (size_t)a.r));
@@ -1278,12 +1297,7 @@ static void t_partial_nonblock(void)
 	CHECK_PATH(a.s, PATH_BOTH);
 	set_nonblock(a.s, true);
 	CHECK(pthread_create(&th, NULL, partial_reader, &a) == 0);
-	if (!join_within(th, 20000)) {
-		shutdown(a.s, SHUT_RDWR);
-		if (!join_within(th, 5000))
-			give_up("a non-blocking read of a partial record never returned");
-		fail_msg("a non-blocking read of a partial record returned only at shutdown");
-	}
+	join_or_shutdown(th, a.s, 20000, "non-blocking reads of a partial record");
 	CHECK_EQ(a.eagain, 155);
 	CHECK_EQ(a.other, 0);
 	CHECK(a.timeo_r == -1 && a.timeo_err == EAGAIN);
@@ -1295,22 +1309,6 @@ static void t_partial_nonblock(void)
 
 /* ---- the reader hands the rest back to the device ---- */
 
-struct after_stuck_arg {
-	int s;
-	ssize_t r;
-	int err;
-	uint8_t buf[16];
-};
-
-static void *after_stuck_reader(void *arg)
-{
-	struct after_stuck_arg *a = arg;
-
-	a->r = ulpo_recv(a->s, a->buf, sizeof(a->buf), 0);
-	a->err = errno;
-	return NULL;
-}
-
 /* TLS 1.3 from a raw peer: a handshake record (the device leaves it to the reader), two
  * empty data records (one with 0 as its outer type, which 1.3 ignores, as the kernel:
  * the device does not take it either), and "x" 200 ms later. The reader takes the
@@ -1320,7 +1318,7 @@ static void *after_stuck_reader(void *arg)
 static void t_after_stuck(void)
 {
 	const struct variant *v = &variants[8];
-	struct after_stuck_arg a = { 0 };
+	struct bg_recv a;
 	uint8_t wire[256], cbuf[CMSG_SPACE(1)], hs[16];
 	struct iovec iov = { .iov_base = hs, .iov_len = sizeof(hs) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
@@ -1328,7 +1326,6 @@ static void t_after_stuck(void)
 	struct keys kc, ks;
 	struct codec cd;
 	size_t n = 0, e;
-	pthread_t th;
 	int c, s;
 
 	keys_make(v, base_seed ^ 0x57c4, &kc);
@@ -1347,20 +1344,13 @@ static void t_after_stuck(void)
 	CHECK_EQ(ulpo_recvmsg(s, &m, 0), 1);
 	CHECK(hs[0] == 'h' && m.msg_controllen >= CMSG_LEN(1) &&
 	      *CMSG_DATA(CMSG_FIRSTHDR(&m)) == ULPO_TLS_RECORD_HANDSHAKE);
-	a.s = s;
-	CHECK(pthread_create(&th, NULL, after_stuck_reader, &a) == 0);
+	bg_recv_start(&a, s, 16, 0);
 	/* "x" comes once the reader sleeps: only a device watching TCP takes it. */
 	usleep(200000);
 	n = codec_seal(&cd, ULPO_TLS_RECORD_DATA, "x", 1, 0, wire);
 	codec_free(&cd);
 	CHECK_EQ(send(c, wire, n, MSG_NOSIGNAL), n);
-	if (!join_within(th, 10000)) {
-		shutdown(s, SHUT_RDWR);
-		if (!join_within(th, 5000))
-			give_up("a read after the records the reader decrypted never returned");
-		fail_msg("the read after the records the reader decrypted returned only at "
-			 "shutdown");
-	}
+	join_or_shutdown(a.th, s, 10000, "the read after the records the reader decrypted");
 	CHECK(a.r == 1 && a.buf[0] == 'x');
 	info("the read after the handshake and two empty records: %zd (%s)", a.r,
 	     a.r < 0 ? strerror(a.err) : "data");
