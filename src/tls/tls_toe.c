@@ -199,31 +199,30 @@ void tls_toe_rx_watch(struct tls_context *ctx)
 		tls_toe_kick(ctx, TOE_WORK_RX);
 }
 
+/* Blocked calls (seq_cst with the waiter's count: either it sees the new generation, or
+ * we see it waiting). Alone, for bytes read from TCP that make no whole record yet:
+ * nothing a poller waits for, but a non-blocking reader that saw them in TCP waits for
+ * the device to take them, and then answers EAGAIN (a partial record is not readable, as
+ * in the kernel). */
+static void toe_wake_callers(struct tls_context *ctx)
+{
+	atomic_fetch_add(&ctx->toe_gen, 1);
+	if (atomic_load(&ctx->toe_waiters))
+		syscall(SYS_futex, &ctx->toe_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
 void tls_toe_wake(struct tls_context *ctx)
 {
 	uint64_t one = 1;
 	int fd;
 
-	/* seq_cst with the waiter's count and with the poller's registration: either it
-	 * sees the new generation, or we see it waiting. */
-	atomic_fetch_add(&ctx->toe_gen, 1);
+	toe_wake_callers(ctx);
+	/* The shim's epoll compares ready_gen. A poller stores its eventfd (seq_cst) before
+	 * it looks at readiness: either it sees this progress, or we see the eventfd. */
 	atomic_fetch_add(&ctx->sk->ready_gen, 1);
-	if (atomic_load(&ctx->toe_waiters))
-		syscall(SYS_futex, &ctx->toe_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 	fd = atomic_load(&ctx->toe_wake_fd);
 	if (fd >= 0)
 		(void)!ulpo_sys_write(fd, &one, sizeof(one));
-}
-
-/* Bytes read from TCP that make no whole record yet: nothing a poller waits for, but a
- * non-blocking reader that saw them in TCP waits for the device to take them, and then
- * answers EAGAIN (a partial record is not readable, as in the kernel). The generation
- * moves even with no waiter counted yet: the reader's futex compares it. */
-static void toe_wake_readers(struct tls_context *ctx)
-{
-	atomic_fetch_add(&ctx->toe_gen, 1);
-	if (atomic_load(&ctx->toe_waiters))
-		syscall(SYS_futex, &ctx->toe_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 int tls_toe_wait(struct tls_context *ctx, unsigned int gen, long long ns)
@@ -342,7 +341,7 @@ void tls_toe_rx_step(struct tls_context *ctx)
 	    ctx->toe_rx_full || atomic_load(&ctx->sk->err) || ctx->rx_fatal)
 		tls_toe_wake(ctx);
 	else if (filled)
-		toe_wake_readers(ctx);
+		toe_wake_callers(ctx);
 }
 
 static bool rx_trylock(struct tls_context *ctx)
