@@ -2,7 +2,9 @@
  * (offloaded whole, opted out per socket or process-wide, refused by the device, caps turned
  * off at run time), the counters that say so, the same bytes and record types on every path,
  * close() that leaves queued bytes to the device, fd numbers taken again at once, SO_LINGER 0,
- * listen events and the policy an accepted connection inherits. Seeded (argv[1] or TOE_SEED; TOE_ONLY=text runs the tests
+ * listen events and the policy an accepted connection inherits, the device's memory bound,
+ * and the reader's waits (a partial record, records left to the reader, a peek past all
+ * the device holds). Seeded (argv[1] or TOE_SEED; TOE_ONLY=text runs the tests
  * whose name has it); runs inline and async. */
 #include <fcntl.h>
 #include <poll.h>
@@ -1156,8 +1158,6 @@ static void t_linger0(bool optout, uint64_t seed)
 	free(dst);
 }
 
-/* ---- main ---- */
-
 /* ---- reads that must not hang: on a thread of their own ---- */
 
 /* Join th within ms. A thread still in a call on fd then is a failed check: fd is shut
@@ -1453,6 +1453,8 @@ static void t_mem_pressure(void)
 	dev->limits.mem = saved;
 	free(chunk);
 }
+
+/* ---- main ---- */
 
 static void on_alarm(int sig)
 {
